@@ -70,6 +70,8 @@ impl Conn {
         let before = buf.len();
         let msg = self.reader.read(buf);
         self.bytes_in += (before - buf.len()) as u64;
+        // Acknowledge as each window fills, not once per read (RTMP 1.0 §5.4.3).
+        self.maybe_ack();
         Ok(msg?)
     }
 

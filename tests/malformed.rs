@@ -1,0 +1,134 @@
+//! Hostile input: truncated, oversized and random bytes give a typed error or a request for
+//! more input, never a panic, at every layer a peer can reach.
+
+use bytes::BytesMut;
+use proptest::prelude::*;
+use ringcast::rtmp::chunk::{self, ReaderConfig};
+use ringcast::rtmp::handshake::{self, HANDSHAKE_SIZE};
+use ringcast::rtmp::session::server::{Server, ServerConfig};
+use ringcast::rtmp::session::{Error, client};
+
+/// C0 + C1 + C2 of a simple handshake, so the bytes after it reach the chunk layer.
+fn handshake_prefix() -> Vec<u8> {
+    let mut out = BytesMut::new();
+    let mut c = handshake::Client::new(3, 0, false);
+    c.start(&mut out);
+    let mut v = out.to_vec();
+    v.extend(std::iter::repeat_n(0u8, HANDSHAKE_SIZE));
+    v
+}
+
+fn feed(server: &mut Server, bytes: &[u8], step: usize) -> Result<(), Error> {
+    let mut buf = BytesMut::new();
+    for piece in bytes.chunks(step.max(1)) {
+        buf.extend_from_slice(piece);
+        server.handle_input(&mut buf, 0)?;
+        while server.poll_event().is_some() {}
+        server.take_output();
+    }
+    Ok(())
+}
+
+#[test]
+fn huge_message_length_is_refused_before_buffering() {
+    let mut bytes = handshake_prefix();
+    // fmt 0 on csid 3, length 0xFFFFFF (16 MiB - 1 > the 1 MiB limit below).
+    bytes.extend_from_slice(&[0x03, 0, 0, 0, 0xFF, 0xFF, 0xFF, 20, 0, 0, 0, 0]);
+    let cfg = ServerConfig {
+        reader: ReaderConfig {
+            max_message_len: 1 << 20,
+            ..ReaderConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let mut s = Server::new(cfg, 1, 0);
+    let err = feed(&mut s, &bytes, usize::MAX).expect_err("refused");
+    assert_eq!(
+        err,
+        Error::Chunk(chunk::Error::MessageTooLarge {
+            csid: 3,
+            length: 0xFF_FFFF,
+            max: 1 << 20
+        })
+    );
+}
+
+#[test]
+fn a_non_rtmp_peer_is_refused_at_its_first_byte() {
+    let mut s = Server::new(ServerConfig::default(), 1, 0);
+    let err = feed(&mut s, b"GET / HTTP/1.1\r\n\r\n", usize::MAX).expect_err("refused");
+    assert!(matches!(err, Error::Handshake(_)), "{err:?}");
+}
+
+#[test]
+fn malformed_command_is_a_typed_error() {
+    let mut bytes = handshake_prefix();
+    // An AMF0 command whose first value is an unknown marker 0xEE.
+    bytes.extend_from_slice(&[0x03, 0, 0, 0, 0, 0, 2, 20, 0, 0, 0, 0, 0xEE, 0x00]);
+    let mut s = Server::new(ServerConfig::default(), 1, 0);
+    let err = feed(&mut s, &bytes, usize::MAX).expect_err("refused");
+    assert!(matches!(err, Error::Message { type_id: 20, .. }), "{err:?}");
+}
+
+#[test]
+fn truncated_valid_stream_only_waits_for_more() {
+    let capture = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/ffmpeg_publish.bin"
+    ))
+    .expect("capture present");
+    for cut in (0..capture.len()).step_by(capture.len() / 97 + 1) {
+        let mut s = Server::new(ServerConfig::default(), 1, 0);
+        feed(&mut s, &capture[..cut], 4096).expect("a prefix of a valid stream is valid");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn random_bytes_after_handshake_never_panic(
+        tail in prop::collection::vec(any::<u8>(), 0..4000),
+        step in 1usize..700,
+    ) {
+        let mut bytes = handshake_prefix();
+        bytes.extend(tail);
+        let mut s = Server::new(ServerConfig::default(), 1, 0);
+        let _ = feed(&mut s, &bytes, step);
+    }
+
+    #[test]
+    fn bit_flips_in_a_real_capture_never_panic(
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+    ) {
+        let mut capture = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/ffmpeg_publish.bin"
+        ))
+        .expect("capture present");
+        // Flip bytes after the handshake, where the chunk and AMF layers parse.
+        let start = 1 + 2 * HANDSHAKE_SIZE;
+        let span = capture.len() - start;
+        for (ix, x) in flips {
+            let i = start + ix.index(span.min(20_000));
+            capture[i] ^= x | 1;
+        }
+        let mut s = Server::new(ServerConfig::default(), 1, 0);
+        let _ = feed(&mut s, &capture, 1500);
+    }
+
+    #[test]
+    fn random_server_bytes_never_panic_the_client(
+        tail in prop::collection::vec(any::<u8>(), 0..4000),
+    ) {
+        let cfg = client::ClientConfig::new("live", "rtmp://127.0.0.1/live", client::Intent::Play("x".into()));
+        let mut c = client::Client::new(cfg, 1, 0);
+        c.start();
+        let mut bytes = vec![3u8];
+        bytes.extend(std::iter::repeat_n(0u8, 2 * HANDSHAKE_SIZE));
+        bytes.extend(tail);
+        let mut buf = BytesMut::from(&bytes[..]);
+        let _ = c.handle_input(&mut buf, 0);
+        while c.poll_event().is_some() {}
+    }
+}
