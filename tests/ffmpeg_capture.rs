@@ -56,7 +56,7 @@ fn ffmpeg_publish_parses_to_the_expected_messages() {
     );
     assert!(matches!(
         &events[2],
-        Event::PublishRequested { stream_id: 1, app, name, query: None, publish_type }
+        Event::PublishRequested { stream_id: 1, app, stream: name, query: None, publish_type }
             if app == "live" && name == "capture" && publish_type == "live"
     ));
     let Event::Metadata { body, .. } = &events[3] else {

@@ -148,7 +148,7 @@ fn publish_and_play(step: usize, digest: bool) {
             server::Event::PlayRequested {
                 stream_id,
                 app,
-                name,
+                stream: name,
                 query,
                 ..
             } => {
@@ -176,7 +176,7 @@ fn publish_and_play(step: usize, digest: bool) {
         .find_map(|e| match e {
             server::Event::PublishRequested {
                 stream_id,
-                name,
+                stream: name,
                 query,
                 publish_type,
                 ..
@@ -458,4 +458,21 @@ fn unknown_command_gets_an_error_and_the_session_goes_on() {
         panic!("no answer");
     };
     assert_eq!((err.name.as_str(), err.transaction_id), ("_error", 42.0));
+}
+
+#[test]
+fn closing_reports_the_streams_that_were_active() {
+    let mut p = Link::new(Intent::Publish("gone".into()), usize::MAX, false);
+    p.pump();
+    p.server.accept_publish(1);
+    p.pump();
+    p.server.handle_close();
+    let ev: Vec<_> = std::iter::from_fn(|| p.server.poll_event()).collect();
+    assert_eq!(
+        ev,
+        vec![
+            server::Event::Unpublished { stream_id: 1 },
+            server::Event::Closed
+        ]
+    );
 }

@@ -439,3 +439,182 @@ pub fn strip_set_data_frame(body: &Bytes) -> Bytes {
         _ => body.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(type_id: u8, body: &[u8], want: Message) {
+        let got = Message::decode(type_id, Bytes::copy_from_slice(body)).expect("decodes");
+        assert_eq!(got, want);
+        assert_eq!(got.type_id(), type_id);
+        assert_eq!(&got.encode()[..], body, "re-encodes to the same bytes");
+    }
+
+    #[test]
+    fn protocol_control_messages_byte_for_byte() {
+        roundtrip(1, &[0, 0, 0x10, 0], Message::SetChunkSize(4096));
+        roundtrip(2, &[0, 0, 0, 4], Message::Abort(4));
+        roundtrip(
+            3,
+            &[0, 0x26, 0x25, 0xA0],
+            Message::Acknowledgement(2_500_000),
+        );
+        roundtrip(5, &[0, 0x26, 0x25, 0xA0], Message::WindowAckSize(2_500_000));
+        roundtrip(
+            6,
+            &[0, 0x26, 0x25, 0xA0, 2],
+            Message::SetPeerBandwidth {
+                window: 2_500_000,
+                limit: 2,
+            },
+        );
+    }
+
+    #[test]
+    fn user_control_events_byte_for_byte() {
+        use UserControl as U;
+        let cases = [
+            (vec![0, 0, 0, 0, 0, 1], U::StreamBegin(1)),
+            (vec![0, 1, 0, 0, 0, 1], U::StreamEof(1)),
+            (vec![0, 2, 0, 0, 0, 1], U::StreamDry(1)),
+            (
+                vec![0, 3, 0, 0, 0, 1, 0, 0, 0x0B, 0xB8],
+                U::SetBufferLength {
+                    stream_id: 1,
+                    millis: 3000,
+                },
+            ),
+            (vec![0, 4, 0, 0, 0, 1], U::StreamIsRecorded(1)),
+            (
+                vec![0, 6, 0x12, 0x34, 0x56, 0x78],
+                U::PingRequest(0x1234_5678),
+            ),
+            (
+                vec![0, 7, 0x12, 0x34, 0x56, 0x78],
+                U::PingResponse(0x1234_5678),
+            ),
+            (vec![0, 31, 0, 0, 0, 1], U::BufferEmpty(1)),
+            (vec![0, 32, 0, 0, 0, 1], U::BufferReady(1)),
+            (
+                vec![0, 99, 1, 2],
+                U::Other {
+                    event: 99,
+                    data: Bytes::from_static(&[1, 2]),
+                },
+            ),
+        ];
+        for (body, want) in cases {
+            roundtrip(4, &body, Message::UserControl(want));
+        }
+    }
+
+    #[test]
+    fn short_control_bodies_are_errors() {
+        assert_eq!(
+            Message::decode(5, Bytes::from_static(&[0, 1])),
+            Err(Error::Short {
+                type_id: 5,
+                need: 4,
+                got: 2
+            })
+        );
+        assert!(Message::decode(4, Bytes::from_static(&[0])).is_err());
+        assert!(Message::decode(4, Bytes::from_static(&[0, 3, 0, 0, 0, 1])).is_err());
+        assert!(Message::decode(4, Bytes::from_static(&[0, 6, 0])).is_err());
+        // A Set Peer Bandwidth without its limit byte is read as dynamic.
+        assert_eq!(
+            Message::decode(6, Bytes::from_static(&[0, 0, 1, 0])),
+            Ok(Message::SetPeerBandwidth {
+                window: 256,
+                limit: 2
+            })
+        );
+    }
+
+    #[test]
+    fn connect_command_byte_for_byte() {
+        let mut body = BytesMut::new();
+        body.extend_from_slice(b"\x02\x00\x07connect");
+        body.extend_from_slice(&[0, 0x3F, 0xF0, 0, 0, 0, 0, 0, 0]);
+        body.extend_from_slice(b"\x03\x00\x03app\x02\x00\x04live\x00\x00\x09");
+        let want = Message::Command(Command::new(
+            "connect",
+            1.0,
+            Value::object([("app", Value::from("live"))]),
+            vec![],
+        ));
+        roundtrip(20, &body, want.clone());
+        // The same command as type 17: a leading format byte, then AMF0.
+        let mut amf3 = vec![0u8];
+        amf3.extend_from_slice(&body);
+        assert_eq!(Message::decode(17, Bytes::from(amf3)), Ok(want));
+    }
+
+    #[test]
+    fn command_without_a_name_is_an_error() {
+        let err = Message::decode(20, Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 0, 0]));
+        assert!(matches!(err, Err(Error::Command(_))), "{err:?}");
+        assert!(matches!(
+            Message::decode(20, Bytes::from_static(&[0xEE])),
+            Err(Error::Amf0(_))
+        ));
+    }
+
+    #[test]
+    fn media_and_data_bodies_are_not_copied() {
+        let body = Bytes::from(vec![0x17, 1, 0, 0, 0, 9, 9]);
+        let Message::Video(v) = Message::decode(9, body.clone()).expect("video") else {
+            panic!("not video");
+        };
+        assert_eq!(v.as_ptr(), body.as_ptr());
+        let m = Message::Video(v);
+        assert_eq!(m.encode().as_ptr(), body.as_ptr());
+    }
+
+    fn tag(type_id: u8, ts: u32, body: &[u8]) -> Vec<u8> {
+        let len = body.len() as u32;
+        let mut t = vec![type_id];
+        t.extend_from_slice(&len.to_be_bytes()[1..]);
+        t.extend_from_slice(&ts.to_be_bytes()[1..]);
+        t.push((ts >> 24) as u8);
+        t.extend_from_slice(&[0, 0, 0]);
+        t.extend_from_slice(body);
+        t.extend_from_slice(&(11 + len).to_be_bytes());
+        t
+    }
+
+    #[test]
+    fn aggregate_splits_into_rebased_tags() {
+        let mut body = tag(9, 0x0100_0000, &[0x17, 1, 0, 0, 0]);
+        body.extend(tag(8, 0x0100_0017, &[0xAF, 1, 5]));
+        body.extend(tag(9, 0x0100_0021, &[0x27, 1, 0, 0, 0]));
+        let subs = split_aggregate(1000, &Bytes::from(body)).expect("valid");
+        let got: Vec<(u8, u32, usize)> = subs
+            .iter()
+            .map(|s| (s.type_id, s.timestamp, s.payload.len()))
+            .collect();
+        assert_eq!(got, vec![(9, 1000, 5), (8, 1023, 3), (9, 1033, 5)]);
+        // A tag that runs past the end is an error, not a panic.
+        let mut bad = tag(9, 0, &[1, 2, 3]);
+        bad[3] = 200;
+        assert_eq!(
+            split_aggregate(0, &Bytes::from(bad)),
+            Err(Error::Aggregate(0))
+        );
+    }
+
+    #[test]
+    fn set_data_frame_is_stripped_without_a_copy() {
+        let mut b = BytesMut::new();
+        Value::from("@setDataFrame").encode(&mut b);
+        Value::from("onMetaData").encode(&mut b);
+        Value::object([("width", Value::Number(640.0))]).encode(&mut b);
+        let body = b.freeze();
+        let stripped = strip_set_data_frame(&body);
+        assert_eq!(data_name(&stripped).as_deref(), Some("onMetaData"));
+        assert_eq!(stripped.as_ptr(), body[16..].as_ptr());
+        let again = strip_set_data_frame(&stripped);
+        assert_eq!(again, stripped);
+    }
+}

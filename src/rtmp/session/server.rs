@@ -70,7 +70,7 @@ pub enum Event {
         /// The application name.
         app: String,
         /// The stream name, without the query string.
-        name: String,
+        stream: String,
         /// The query string of the stream name (or of the app), for authorization.
         query: Option<String>,
         /// The publishing type: `live`, `record` or `append`.
@@ -84,7 +84,7 @@ pub enum Event {
         /// The application name.
         app: String,
         /// The stream name, without the query string.
-        name: String,
+        stream: String,
         /// The query string of the stream name (or of the app), for authorization.
         query: Option<String>,
         /// Requested start (-2 live or recorded, -1 live only, >= 0 a position in ms).
@@ -151,6 +151,9 @@ pub enum Event {
         /// Round-trip time, milliseconds.
         rtt_ms: u64,
     },
+    /// The connection is over ([`Server::handle_close`]); streams that were publishing or
+    /// playing were reported as [`Event::Unpublished`] or [`Event::PlayStopped`] just before.
+    Closed,
     /// A command the session does not handle (answered with `_error` if it had a
     /// transaction id); for logging.
     UnknownCommand {
@@ -225,6 +228,17 @@ impl Server {
         }
         self.conn.maybe_ack();
         Ok(())
+    }
+
+    /// Tells the session the connection is gone (the peer closed it, or the caller is
+    /// closing it): emits [`Event::Unpublished`] / [`Event::PlayStopped`] for every stream
+    /// still publishing or playing, then [`Event::Closed`].
+    pub fn handle_close(&mut self) {
+        let ids: Vec<u32> = self.streams.iter().map(|s| s.id).collect();
+        for id in ids {
+            self.end_stream(id, true);
+        }
+        self.events.push_back(Event::Closed);
     }
 
     /// The next event, in arrival order.
@@ -712,7 +726,7 @@ impl Server {
         self.events.push_back(Event::PublishRequested {
             stream_id: sid,
             app,
-            name,
+            stream: name,
             query,
             publish_type,
         });
@@ -745,7 +759,7 @@ impl Server {
         self.events.push_back(Event::PlayRequested {
             stream_id: sid,
             app,
-            name,
+            stream: name,
             query,
             start,
             duration,
