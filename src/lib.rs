@@ -18,9 +18,14 @@
 //!   - [`rtmp::message`]: typed RTMP messages (protocol control, user control, commands,
 //!     data, audio, video, aggregate) over chunk-level messages.
 //!   - [`rtmp::session`]: the server and client state machines built on the above.
+//! - [`flv`]: the FLV container and codec sniffing. [`flv::tag_header`] and
+//!   [`flv::previous_tag_size`] frame a shared payload for vectored writes to HTTP-FLV
+//!   players; [`flv::Reader`] demuxes an FLV stream zero-copy; [`flv::codec`] tells keyframes
+//!   and sequence headers apart for legacy FLV (AVC, HEVC, AAC) and Enhanced RTMP (FourCC).
 #![cfg_attr(
     not(test),
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod flv;
 pub mod rtmp;

@@ -1,0 +1,424 @@
+//! `loadtest`: drives an RTMP or HTTP-FLV server with one synthetic publisher and thousands
+//! of players, and reports what the players saw: connect time, time to first frame,
+//! end-to-end latency percentiles, stalls and integrity errors.
+//!
+//! Players are spread over one runtime thread per core (io_uring, or epoll where io_uring is
+//! refused); every player speaks RTMP through ringcast's own client session.
+
+mod http;
+mod net;
+mod player;
+mod publisher;
+mod report;
+mod stamp;
+mod target;
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use mimalloc::MiMalloc;
+
+use crate::net::Io;
+use crate::player::Ctx;
+use crate::publisher::{Published, Synth};
+use crate::report::{Harness, Percentiles, Players, Report, ThreadStats, Totals, histogram};
+use crate::target::Target;
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "loadtest",
+    version,
+    about = "Load harness for RTMP and HTTP-FLV servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Publish a synthetic stream (or an FLV file in a loop), paced in real time.
+    Publish(PublishArgs),
+    /// Play one stream with N players and report what they received.
+    Play(PlayArgs),
+    /// A publisher and N players in one process: the usual way to use it.
+    Run(RunArgs),
+}
+
+#[derive(Args, Clone)]
+struct PublishArgs {
+    /// rtmp://HOST:PORT/APP/STREAM
+    #[arg(long)]
+    url: String,
+    /// Video bit rate of the synthetic stream (e.g. 500k, 1M, 2M).
+    #[arg(long, default_value = "1M", value_parser = target::bitrate)]
+    bitrate: u64,
+    /// Frames per second.
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Keyframe interval.
+    #[arg(long, default_value = "2s", value_parser = target::duration)]
+    gop: Duration,
+    /// Send AAC audio (128 kbit/s) too.
+    #[arg(long)]
+    audio: bool,
+    /// How long to publish.
+    #[arg(long, default_value = "60s", value_parser = target::duration)]
+    duration: Duration,
+    /// Publish this FLV file in a loop instead of the synthetic stream.
+    #[arg(long)]
+    input: Option<std::path::PathBuf>,
+    /// IO backend: auto, uring or epoll.
+    #[arg(long, default_value = "auto")]
+    io: String,
+}
+
+#[derive(Args, Clone)]
+struct PlayArgs {
+    /// rtmp://HOST:PORT/APP/STREAM or http://HOST:PORT/APP/STREAM.flv
+    #[arg(long)]
+    url: String,
+    /// Number of players.
+    #[arg(long, default_value_t = 1)]
+    players: u64,
+    /// How fast players connect (players per second).
+    #[arg(long, default_value = "500/s", value_parser = target::ramp)]
+    ramp: f64,
+    /// How long the run lasts, ramp included.
+    #[arg(long, default_value = "60s", value_parser = target::duration)]
+    duration: Duration,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Runtime threads for players (default: the CPUs this process may run on).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// IO backend: auto, uring or epoll.
+    #[arg(long, default_value = "auto")]
+    io: String,
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    play: PlayArgs,
+    /// Video bit rate of the synthetic stream (e.g. 500k, 1M, 2M).
+    #[arg(long, default_value = "1M", value_parser = target::bitrate)]
+    bitrate: u64,
+    /// Frames per second.
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Keyframe interval.
+    #[arg(long, default_value = "2s", value_parser = target::duration)]
+    gop: Duration,
+    /// Send AAC audio (128 kbit/s) too.
+    #[arg(long)]
+    audio: bool,
+    /// Publish this FLV file in a loop instead of the synthetic stream.
+    #[arg(long)]
+    input: Option<std::path::PathBuf>,
+    /// Publish to this URL instead of the play URL (e.g. when players use HTTP-FLV).
+    #[arg(long)]
+    publish_url: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Publish(a) => {
+            let io = Io::detect(&a.io)?;
+            let target = Target::parse(&a.url)?;
+            let synth = Synth {
+                bitrate: a.bitrate,
+                fps: a.fps,
+                gop: a.gop,
+                audio: a.audio,
+            };
+            let until = Instant::now() + a.duration;
+            let p = publish(io, target, synth, a.input, until, || {
+                eprintln!("publishing");
+            })?;
+            println!(
+                "published {} video frames, {:.1} MB, worst send {:.1} ms late",
+                p.frames,
+                p.bytes as f64 / 1e6,
+                p.max_late_ms
+            );
+            Ok(())
+        }
+        Command::Play(a) => {
+            let report = play(&a, None)?;
+            finish(&a, &report)
+        }
+        Command::Run(a) => {
+            let io = Io::detect(&a.play.io)?;
+            let pub_target = Target::parse(a.publish_url.as_deref().unwrap_or(&a.play.url))?;
+            let synth = Synth {
+                bitrate: a.bitrate,
+                fps: a.fps,
+                gop: a.gop,
+                audio: a.audio,
+            };
+            // The publisher runs on its own thread until the players' run is over.
+            let until = Instant::now() + a.play.duration + Duration::from_secs(12);
+            let stop = Arc::new(AtomicBool::new(false));
+            let (tx, rx) = mpsc::channel();
+            let input = a.input.clone();
+            let publisher =
+                std::thread::Builder::new()
+                    .name("publisher".into())
+                    .spawn(move || {
+                        let tx2 = tx.clone();
+                        let r = publish(io, pub_target, synth, input, until, move || {
+                            let _ = tx2.send(Ok(()));
+                        });
+                        if let Err(e) = &r {
+                            let _ = tx.send(Err(format!("{e:#}")));
+                        }
+                        r
+                    })?;
+            match rx.recv_timeout(Duration::from_secs(15)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => bail!("publisher: {e}"),
+                Err(_) => bail!("publisher did not start within 15 s"),
+            }
+            let report = play(&a.play, Some(a.bitrate))?;
+            stop.store(true, Ordering::Relaxed);
+            finish(&a.play, &report)?;
+            // The publisher stops at its own deadline; don't wait for it.
+            drop(publisher);
+            Ok(())
+        }
+    }
+}
+
+fn publish(
+    io: Io,
+    target: Target,
+    synth: Synth,
+    input: Option<std::path::PathBuf>,
+    until: Instant,
+    on_start: impl FnOnce() + 'static,
+) -> anyhow::Result<Published> {
+    net::block_on(io, 256, async move {
+        match input {
+            Some(path) => {
+                let tags = read_flv(&path)?;
+                publisher::from_file(io, target, tags, until, on_start).await
+            }
+            None => publisher::synthetic(io, target, synth, until, on_start).await,
+        }
+    })?
+}
+
+fn read_flv(path: &std::path::Path) -> anyhow::Result<Vec<ringcast::flv::Tag>> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut buf = bytes::BytesMut::from(&data[..]);
+    let mut reader = ringcast::flv::Reader::default();
+    let mut tags = Vec::new();
+    while let Some(item) = reader
+        .read(&mut buf)
+        .with_context(|| format!("parsing {}", path.display()))?
+    {
+        if let ringcast::flv::Item::Tag(t) = item {
+            tags.push(t);
+        }
+    }
+    Ok(tags)
+}
+
+fn finish(a: &PlayArgs, report: &Report) -> anyhow::Result<()> {
+    print!("{}", report.table());
+    if let Some(path) = &a.json {
+        let json = serde_json::to_string_pretty(report)?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Runs the players and gathers the report.
+fn play(a: &PlayArgs, bitrate: Option<u64>) -> anyhow::Result<Report> {
+    let io = Io::detect(&a.io)?;
+    let target = Target::parse(&a.url)?;
+    let threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, 256);
+    let start = Instant::now();
+    let deadline = start + a.duration;
+    let cpu0 = report::process_cpu_seconds();
+    let stats: Vec<Arc<ThreadStats>> = (0..threads).map(|_| Arc::default()).collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let progress = {
+        let stats = stats.clone();
+        let done = done.clone();
+        let players = a.players;
+        std::thread::spawn(move || progress(&stats, &done, players, start))
+    };
+
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        let stats = stats[t].clone();
+        let target = target.clone();
+        let players = a.players;
+        let ramp = a.ramp;
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("players-{t}"))
+                .spawn(move || -> anyhow::Result<Totals> {
+                    let mine = (t as u64..players).step_by(threads).collect::<Vec<u64>>();
+                    let entries = (mine.len() as u32 * 2)
+                        .clamp(256, 16_384)
+                        .next_power_of_two();
+                    net::block_on(io, entries, async move {
+                        let ctx = Rc::new(Ctx {
+                            io,
+                            target,
+                            deadline,
+                            stats: stats.clone(),
+                        });
+                        net::spawn(ticker(stats.clone(), deadline));
+                        let mut tasks = Vec::with_capacity(mine.len());
+                        for id in mine {
+                            let at = start + Duration::from_secs_f64(id as f64 / ramp);
+                            if at >= deadline {
+                                break;
+                            }
+                            tokio::time::sleep_until(at.into()).await;
+                            tasks.push(net::spawn(player::play(ctx.clone(), id)));
+                        }
+                        let mut totals = Totals::default();
+                        for t in tasks {
+                            if let Ok((started, end, tally)) = t.await {
+                                totals.add(started, end, &tally);
+                            }
+                        }
+                        totals
+                    })
+                })?,
+        );
+    }
+    let mut totals = Totals::default();
+    for h in handles {
+        let t = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a player thread panicked"))??;
+        totals.merge(&t);
+    }
+    // Players that were never started (the ramp outlasted the run) count as failed.
+    let started_total = totals.by_end.clean
+        + totals.by_end.refused
+        + totals.by_end.reset
+        + totals.by_end.timed_out
+        + totals.by_end.error;
+    totals.failed += a.players.saturating_sub(started_total);
+    done.store(true, Ordering::Relaxed);
+    let _ = progress.join();
+    let elapsed = start.elapsed().as_secs_f64();
+
+    let (mut latency, mut connect, mut ttff, mut lag) =
+        (histogram(), histogram(), histogram(), histogram());
+    for s in &stats {
+        if let Ok(h) = s.hist.lock() {
+            let _ = latency.add(&h.latency);
+            let _ = connect.add(&h.connect);
+            let _ = ttff.add(&h.ttff);
+            let _ = lag.add(&h.loop_lag);
+        }
+    }
+    let t = &totals.tally;
+    let p99_lag = lag.value_at_quantile(0.99) as f64 / 1000.0;
+    Ok(Report {
+        url: a.url.clone(),
+        players_requested: a.players,
+        duration_s: elapsed,
+        bitrate_bps: bitrate,
+        players: Players {
+            connected: totals.connected,
+            failed: totals.failed,
+            by_end: totals.by_end.clone(),
+        },
+        connect_ms: Percentiles::of(&connect),
+        ttff_ms: Percentiles::of(&ttff),
+        latency_ms: Percentiles::of(&latency),
+        stalls: t.stalls,
+        integrity_errors: t.gaps + t.corrupt + t.out_of_order,
+        gaps: t.gaps,
+        corrupt: t.corrupt,
+        out_of_order: t.out_of_order,
+        frames: t.frames,
+        bytes: t.bytes,
+        mbit_per_s: t.bytes as f64 * 8.0 / elapsed / 1e6,
+        harness: Harness {
+            cpu_s: report::process_cpu_seconds() - cpu0,
+            threads,
+            io: io.name().to_owned(),
+            lagging: p99_lag > 50.0,
+            max_loop_lag_ms: lag.max() as f64 / 1000.0,
+            p99_loop_lag_ms: p99_lag,
+        },
+    })
+}
+
+/// Measures how late this runtime thread wakes: if its own loop lags, the latency it
+/// reports includes that lag, and the report says so.
+async fn ticker(stats: Arc<ThreadStats>, deadline: Instant) {
+    let period = Duration::from_millis(100);
+    let mut next = Instant::now() + period;
+    while next < deadline {
+        tokio::time::sleep_until(next.into()).await;
+        let lag = Instant::now().saturating_duration_since(next).as_micros() as u64;
+        if let Ok(mut h) = stats.hist.lock() {
+            h.loop_lag.saturating_record(lag.max(1));
+        }
+        next += period;
+    }
+}
+
+/// One progress line a second on stderr until `done`.
+fn progress(stats: &[Arc<ThreadStats>], done: &AtomicBool, players: u64, start: Instant) {
+    let mut last_bytes = 0u64;
+    let mut last = Instant::now();
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+        if last.elapsed() < Duration::from_secs(1) {
+            continue;
+        }
+        let dt = last.elapsed().as_secs_f64();
+        last = Instant::now();
+        let sum = |f: fn(&ThreadStats) -> u64| stats.iter().map(|s| f(s)).sum::<u64>();
+        let connected = sum(|s| s.live.connected.load(Ordering::Relaxed));
+        let failed = sum(|s| s.live.failed.load(Ordering::Relaxed));
+        let bytes = sum(|s| s.live.bytes.load(Ordering::Relaxed));
+        let errors = sum(|s| s.live.errors.load(Ordering::Relaxed));
+        let stalls = sum(|s| s.live.stalls.load(Ordering::Relaxed));
+        let mut lat = histogram();
+        for s in stats {
+            if let Ok(h) = s.hist.lock() {
+                let _ = lat.add(&h.latency);
+            }
+        }
+        let q = |x: f64| {
+            if lat.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{:.1}", lat.value_at_quantile(x) as f64 / 1000.0)
+            }
+        };
+        eprintln!(
+            "[{:>5.1}s] players {connected}/{players} connected, {failed} failed | {:.1} Mbit/s in | latency p50 {} p99 {} ms | {errors} errors, {stalls} stalls",
+            start.elapsed().as_secs_f64(),
+            (bytes - last_bytes) as f64 * 8.0 / dt / 1e6,
+            q(0.5),
+            q(0.99),
+        );
+        last_bytes = bytes;
+    }
+}

@@ -1,0 +1,303 @@
+//! One simulated player: connects, plays, and measures what it receives.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use ringcast::rtmp::session::MediaKind;
+use ringcast::rtmp::session::client::{Client, ClientConfig, Event, Intent};
+use tokio::time::timeout_at;
+
+use crate::net::{Io, Stream};
+use crate::report::{End, PlayerTally, ThreadStats, bump};
+use crate::stamp::{self, Check};
+use crate::target::{Scheme, Target};
+
+/// How long connecting, the handshake and the start of playback may take, and how long the
+/// stream may stay silent, before a player gives up.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+/// A gap without media longer than this is a stall.
+pub const STALL: Duration = Duration::from_secs(1);
+/// Socket read size.
+const READ_SIZE: usize = 64 * 1024;
+
+/// What every player on a thread shares.
+pub struct Ctx {
+    /// The IO backend.
+    pub io: Io,
+    /// What to play.
+    pub target: Target,
+    /// When the run ends.
+    pub deadline: Instant,
+    /// The thread's figures.
+    pub stats: Arc<ThreadStats>,
+}
+
+/// The measurements of one player, fed by either protocol.
+pub(crate) struct Sink {
+    pub(crate) t0: Instant,
+    pub(crate) started: bool,
+    tally: PlayerTally,
+    pub(crate) last_media: Option<Instant>,
+    first_key: bool,
+    last_seq: Option<u64>,
+    stamped: bool,
+    /// For unstamped streams (a real FLV published in a loop): the first frame's arrival
+    /// and timestamp, against which later frames' lateness is measured.
+    clock_base: Option<(Instant, u32)>,
+    stats: Arc<ThreadStats>,
+}
+
+fn realtime_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl Sink {
+    fn new(ctx: &Ctx) -> Sink {
+        Sink {
+            t0: Instant::now(),
+            started: false,
+            tally: PlayerTally::default(),
+            last_media: None,
+            first_key: false,
+            last_seq: None,
+            stamped: false,
+            clock_base: None,
+            stats: ctx.stats.clone(),
+        }
+    }
+
+    pub(crate) fn connected(&mut self) {
+        let us = self.t0.elapsed().as_micros() as u64;
+        if let Ok(mut h) = self.stats.hist.lock() {
+            h.connect.saturating_record(us.max(1));
+        }
+    }
+
+    pub(crate) fn playing(&mut self) {
+        if !self.started {
+            self.started = true;
+            bump(&self.stats.live.connected, 1);
+        }
+    }
+
+    pub(crate) fn bytes(&mut self, n: usize) {
+        self.tally.bytes += n as u64;
+        bump(&self.stats.live.bytes, n as u64);
+    }
+
+    pub(crate) fn media(&mut self, kind: MediaKind, timestamp: u32, payload: &Bytes) {
+        let now = Instant::now();
+        if let Some(last) = self.last_media {
+            if now.duration_since(last) > STALL {
+                self.tally.stalls += 1;
+                bump(&self.stats.live.stalls, 1);
+            }
+        }
+        self.last_media = Some(now);
+        if kind != MediaKind::Video {
+            return;
+        }
+        let Some(info) = VideoFrame::parse(payload) else {
+            return;
+        };
+        if info.sequence_header {
+            return;
+        }
+        self.tally.frames += 1;
+        bump(&self.stats.live.frames, 1);
+        let Ok(mut h) = self.stats.hist.lock() else {
+            return;
+        };
+        if info.key && !self.first_key {
+            self.first_key = true;
+            h.ttff
+                .saturating_record((now.duration_since(self.t0).as_micros() as u64).max(1));
+        }
+        let mut errors = 0;
+        let check = stamp::check(payload);
+        match check {
+            Check::Intact(s) | Check::Corrupt(s) => {
+                self.stamped = true;
+                if matches!(check, Check::Corrupt(_)) {
+                    self.tally.corrupt += 1;
+                    errors += 1;
+                } else {
+                    let lat = realtime_ns().saturating_sub(s.send_ns) / 1000;
+                    h.latency.saturating_record(lat.max(1));
+                }
+                match self.last_seq {
+                    Some(last) if s.seq == last.wrapping_add(1) => {}
+                    Some(last) if s.seq > last => {
+                        self.tally.gaps += s.seq - last - 1;
+                        errors += s.seq - last - 1;
+                    }
+                    Some(_) => {
+                        self.tally.out_of_order += 1;
+                        errors += 1;
+                    }
+                    None => {}
+                }
+                self.last_seq = Some(self.last_seq.map_or(s.seq, |l| l.max(s.seq)));
+            }
+            Check::Unstamped if self.stamped => {
+                // A synthetic stream's frame without its stamp: mangled.
+                self.tally.corrupt += 1;
+                errors += 1;
+            }
+            Check::Unstamped => {
+                // A real encode: lateness against the stream's own clock.
+                let (t, ts) = *self.clock_base.get_or_insert((now, timestamp));
+                let media_ms = u64::from(timestamp.wrapping_sub(ts));
+                let wall_ms = now.duration_since(t).as_millis() as u64;
+                h.latency
+                    .saturating_record(wall_ms.saturating_sub(media_ms).max(1) * 1000);
+            }
+        }
+        if errors > 0 {
+            bump(&self.stats.live.errors, errors);
+        }
+    }
+
+    fn finish(mut self, end: End) -> (bool, End, PlayerTally) {
+        if let Some(last) = self.last_media {
+            if self.started && last.elapsed() > STALL {
+                self.tally.stalls += 1;
+                bump(&self.stats.live.stalls, 1);
+            }
+        }
+        if !self.started || end != End::Clean {
+            bump(&self.stats.live.failed, 1);
+        }
+        (self.started, end, self.tally)
+    }
+}
+
+/// The parts of a video tag body the player looks at.
+struct VideoFrame {
+    key: bool,
+    sequence_header: bool,
+}
+
+impl VideoFrame {
+    fn parse(p: &[u8]) -> Option<VideoFrame> {
+        let b0 = *p.first()?;
+        if b0 & 0x80 != 0 {
+            // Enhanced RTMP: frame type in bits 4..6, packet type in the low nibble.
+            let packet = b0 & 0x0F;
+            return Some(VideoFrame {
+                key: (b0 >> 4) & 7 == 1,
+                sequence_header: packet == 0 || packet == 5,
+            });
+        }
+        let codec = b0 & 0x0F;
+        let seq = matches!(codec, 7 | 12) && p.get(1) == Some(&0);
+        Some(VideoFrame {
+            key: b0 >> 4 == 1,
+            sequence_header: seq,
+        })
+    }
+}
+
+pub(crate) fn io_end(e: &std::io::Error) -> End {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => End::Refused,
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => End::Reset,
+        K::TimedOut => End::TimedOut,
+        _ => End::Error,
+    }
+}
+
+/// Runs player `id` until the end of the run; returns (reached playback, end, tally).
+pub async fn play(ctx: Rc<Ctx>, id: u64) -> (bool, End, PlayerTally) {
+    let mut sink = Sink::new(&ctx);
+    let end = match ctx.target.scheme {
+        Scheme::Rtmp => play_rtmp(&ctx, id, &mut sink).await,
+        Scheme::Http => crate::http::play_http(&ctx, &mut sink).await,
+    };
+    sink.finish(end)
+}
+
+/// The deadline for the next read: the end of the run, or the end of the player's patience.
+pub fn read_deadline(ctx: &Ctx, started: bool, t0: Instant, last: Option<Instant>) -> Instant {
+    let patience = match (started, last) {
+        (_, Some(l)) => l + PATIENCE,
+        (false, None) => t0 + PATIENCE,
+        (true, None) => Instant::now() + PATIENCE,
+    };
+    patience.min(ctx.deadline)
+}
+
+async fn play_rtmp(ctx: &Ctx, id: u64, sink: &mut Sink) -> End {
+    let connect = Stream::connect(ctx.io, ctx.target.addr);
+    let stream = match timeout_at((sink.t0 + PATIENCE).min(ctx.deadline).into(), connect).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return io_end(&e),
+        Err(_) => return End::TimedOut,
+    };
+    let cfg = ClientConfig::new(
+        &ctx.target.app,
+        &ctx.target.tc_url,
+        Intent::Play(ctx.target.stream.clone()),
+    );
+    let mut client = Client::new(cfg, id.wrapping_mul(0x9E37_79B9_7F4A_7C15), 0);
+    client.start();
+    let mut inbuf = BytesMut::with_capacity(READ_SIZE);
+    let mut rbuf = Vec::with_capacity(READ_SIZE);
+    loop {
+        if client.has_output() {
+            if let Err(e) = stream.write_all(client.take_output().freeze()).await {
+                return io_end(&e);
+            }
+        }
+        let until = read_deadline(ctx, sink.started, sink.t0, sink.last_media);
+        let (res, buf) = match timeout_at(until.into(), stream.read(rbuf)).await {
+            Ok(r) => r,
+            Err(_) => {
+                return if Instant::now() >= ctx.deadline && sink.started {
+                    End::Clean
+                } else {
+                    End::TimedOut
+                };
+            }
+        };
+        rbuf = buf;
+        let n = match res {
+            Ok(0) => {
+                return if Instant::now() >= ctx.deadline {
+                    End::Clean
+                } else {
+                    End::Reset
+                };
+            }
+            Ok(n) => n,
+            Err(e) => return io_end(&e),
+        };
+        sink.bytes(n);
+        inbuf.extend_from_slice(&rbuf[..n]);
+        let now_ms = sink.t0.elapsed().as_millis() as u64;
+        if client.handle_input(&mut inbuf, now_ms).is_err() {
+            return End::Error;
+        }
+        while let Some(ev) = client.poll_event() {
+            match ev {
+                Event::HandshakeDone => sink.connected(),
+                Event::Playing { .. } => sink.playing(),
+                Event::Rejected { .. } => return End::Refused,
+                Event::Media(m) => sink.media(m.kind, m.timestamp, &m.payload),
+                _ => {}
+            }
+        }
+        if Instant::now() >= ctx.deadline {
+            return if sink.started {
+                End::Clean
+            } else {
+                End::TimedOut
+            };
+        }
+    }
+}
