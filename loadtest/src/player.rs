@@ -20,7 +20,7 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 /// A gap without media longer than this is a stall.
 pub const STALL: Duration = Duration::from_secs(1);
 /// Socket read size.
-const READ_SIZE: usize = 64 * 1024;
+const READ_SIZE: usize = 16 * 1024;
 
 /// What every player on a thread shares.
 pub struct Ctx {
