@@ -28,4 +28,8 @@
 )]
 
 pub mod flv;
+pub mod config;
+pub mod hub;
 pub mod rtmp;
+pub mod runtime;
+pub mod server;

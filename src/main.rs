@@ -1,21 +1,117 @@
-//! The `ringcast` binary.
+//! The `ringcast` binary: flags and config, logging, the core threads, and shutdown on
+//! SIGINT/SIGTERM.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
 use mimalloc::MiMalloc;
+use ringcast::config::{Config, IoMode};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() {
-    let arg = std::env::args().nth(1);
-    match arg.as_deref() {
-        Some("--version" | "-V") => println!("ringcast {}", env!("CARGO_PKG_VERSION")),
-        _ => {
-            eprintln!(
-                "ringcast {}: the protocol core is in place; the server runtime lands with the \
-                 relay-server milestone. Run with --version to print the version.",
-                env!("CARGO_PKG_VERSION")
-            );
-            std::process::exit(2);
-        }
+/// A live-video relay: RTMP in, RTMP out, one runtime per core.
+#[derive(Parser, Debug)]
+#[command(name = "ringcast", version, about)]
+struct Cli {
+    /// TOML configuration file (see examples/ringcast.toml); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// RTMP listen address.
+    #[arg(long)]
+    rtmp: Option<SocketAddr>,
+    /// HTTP listen address.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Core threads (0: one per CPU).
+    #[arg(long)]
+    cores: Option<usize>,
+    /// IO backend: auto, uring or epoll.
+    #[arg(long, value_parser = parse_io)]
+    io: Option<IoMode>,
+    /// Log level or filter (error, warn, info, debug, trace).
+    #[arg(long)]
+    log: Option<String>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn parse_io(s: &str) -> Result<IoMode, String> {
+    match s {
+        "auto" => Ok(IoMode::Auto),
+        "uring" => Ok(IoMode::Uring),
+        "epoll" => Ok(IoMode::Epoll),
+        _ => Err(format!("{s:?}: use auto, uring or epoll")),
     }
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Config::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    if let Some(v) = cli.rtmp {
+        config.rtmp = v;
+    }
+    if let Some(v) = cli.http {
+        config.http = v;
+    }
+    if let Some(v) = cli.cores {
+        config.cores = v;
+    }
+    if let Some(v) = cli.io {
+        config.io = v;
+    }
+    if let Some(v) = &cli.log {
+        config.log = v.clone();
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = load(&cli)?;
+    if cli.print_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .with_context(|| format!("`log`: invalid level or filter {:?}", config.log))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let running = ringcast::server::start(&config)?;
+    wait_for_signal()?;
+    tracing::info!("shutting down");
+    running.shutdown();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_signal() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok(())
+    })
 }

@@ -7,7 +7,7 @@ use ringcast::flv::{Item, Reader, TagType};
 use ringcast::rtmp::session::MediaKind;
 use tokio::time::timeout_at;
 
-use crate::net::Stream;
+use ringcast::runtime::Stream;
 use crate::player::{Ctx, PATIENCE, Sink, io_end, read_deadline};
 use crate::report::End;
 

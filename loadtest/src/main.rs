@@ -6,7 +6,7 @@
 //! refused); every player speaks RTMP through ringcast's own client session.
 
 mod http;
-mod net;
+use ringcast::runtime as net;
 mod player;
 mod publisher;
 mod report;
@@ -22,7 +22,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use mimalloc::MiMalloc;
 
-use crate::net::Io;
+use ringcast::runtime::Io;
 use crate::player::Ctx;
 use crate::publisher::{Published, Synth};
 use crate::report::{Harness, Percentiles, Players, Report, ThreadStats, Totals, histogram};

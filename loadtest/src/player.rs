@@ -9,7 +9,7 @@ use ringcast::rtmp::session::MediaKind;
 use ringcast::rtmp::session::client::{Client, ClientConfig, Event, Intent};
 use tokio::time::timeout_at;
 
-use crate::net::{Io, Stream};
+use ringcast::runtime::{Io, Stream};
 use crate::report::{End, PlayerTally, ThreadStats, bump};
 use crate::stamp::{self, Check};
 use crate::target::{Scheme, Target};

@@ -12,7 +12,7 @@ use ringcast::rtmp::session::client::{Client, ClientConfig, Event, Intent};
 use ringcast::rtmp::session::{Media, MediaKind};
 use tokio::time::{sleep_until, timeout_at};
 
-use crate::net::{Io, Stream, spawn};
+use ringcast::runtime::{Io, Stream, spawn};
 use crate::stamp::{self, Stamp};
 use crate::target::Target;
 

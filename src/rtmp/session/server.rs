@@ -31,6 +31,10 @@ pub struct ServerConfig {
     pub reader: ReaderConfig,
     /// Ping the peer every this many milliseconds; 0 disables pings. Default 0.
     pub ping_interval_ms: u64,
+    /// Compress chunk headers against earlier messages (default). Turn it off when the
+    /// caller may reorder separately taken outputs or interleave them with shared
+    /// encodings: every message then starts with a full header and stands alone.
+    pub compress_headers: bool,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +45,7 @@ impl Default for ServerConfig {
             peer_bandwidth: 2_500_000,
             reader: ReaderConfig::default(),
             ping_interval_ms: 0,
+            compress_headers: true,
         }
     }
 }
@@ -195,7 +200,10 @@ impl Server {
     /// A new session for an accepted connection. `seed` feeds the handshake's random bytes,
     /// `epoch` is the server's uptime in ms for S1.
     pub fn new(config: ServerConfig, seed: u64, epoch: u32) -> Server {
-        let conn = Conn::new(config.reader, config.ping_interval_ms);
+        let mut conn = Conn::new(config.reader, config.ping_interval_ms);
+        if !config.compress_headers {
+            conn.writer = crate::rtmp::chunk::Writer::new(crate::rtmp::chunk::Mode::Fmt0);
+        }
         Server {
             config,
             handshake: Some(handshake::Server::new(seed, epoch)),

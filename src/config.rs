@@ -1,0 +1,257 @@
+//! The server configuration: TOML with embedded defaults, every key documented.
+//!
+//! Every key is also a command-line flag where the issue names one (`--rtmp`, `--http`,
+//! `--cores`, `--io`, `--log`); flags override the file. Unknown keys and bad values are
+//! errors that name the key.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Which IO backend the core threads use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoMode {
+    /// io_uring when the kernel allows it, epoll otherwise (with a warning).
+    Auto,
+    /// io_uring (tokio-uring); fails to start where io_uring is refused.
+    Uring,
+    /// epoll (tokio).
+    Epoll,
+}
+
+/// What happens when a second publisher asks for a stream name in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishConflict {
+    /// Refuse the newcomer with `NetStream.Publish.BadName`.
+    Reject,
+    /// Disconnect the current publisher and let the newcomer take the stream over.
+    Takeover,
+}
+
+/// The whole configuration. `ringcast --print-config` prints the effective one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// RTMP listen address (publishers and players). Default `0.0.0.0:1935`.
+    pub rtmp: SocketAddr,
+    /// HTTP listen address (HTTP-FLV, `/metrics`). Default `0.0.0.0:8080`.
+    pub http: SocketAddr,
+    /// Core threads; 0 means one per CPU this process may run on. Default 0.
+    pub cores: usize,
+    /// IO backend: `auto`, `uring` or `epoll`. Default `auto`.
+    pub io: IoMode,
+    /// Log level or tracing filter (`error`, `warn`, `info`, `debug`, `trace`). Default `info`.
+    pub log: String,
+    /// How long a SIGINT/SIGTERM shutdown may take to tell players and flush. Default `5s`.
+    #[serde(with = "humantime")]
+    pub shutdown_grace: Duration,
+    /// Keep each stream's last GOP so a new player starts at a keyframe at once. Default true.
+    pub gop_cache: bool,
+    /// Largest GOP cache per stream, in bytes; past it the cache empties and waits for the
+    /// next keyframe. Default 16 MiB.
+    pub gop_cache_max_bytes: usize,
+    /// Longest GOP cache per stream; past it the cache empties and waits for the next
+    /// keyframe. Default `10s`.
+    #[serde(with = "humantime")]
+    pub gop_cache_max_duration: Duration,
+    /// How long a player of a stream that is not published waits before
+    /// `NetStream.Play.StreamNotFound`. Default `5s`.
+    #[serde(with = "humantime")]
+    pub play_wait: Duration,
+    /// How long players stay after their publisher left, waiting for it to come back.
+    /// Default `10s`.
+    #[serde(with = "humantime")]
+    pub republish_wait: Duration,
+    /// A second publisher of a name in use: `reject` or `takeover`. Default `reject`.
+    pub publish_conflict: PublishConflict,
+    /// Bytes a player's send queue may hold before it skips to the next keyframe.
+    /// Default 8 MiB.
+    pub player_queue_bytes: usize,
+    /// How long a player may stay behind before it is disconnected. Default `10s`.
+    #[serde(with = "humantime")]
+    pub slow_player_timeout: Duration,
+    /// Connections one core accepts at most; more are closed at once. Default 20000.
+    pub max_connections_per_core: usize,
+    /// Largest RTMP message accepted, in bytes. Default 16 MiB.
+    pub max_message_size: u32,
+    /// The RTMP chunk size ringcast sends with. Default 4096.
+    pub chunk_size: u32,
+    /// How long the RTMP handshake and `connect` may take. Default `10s`.
+    #[serde(with = "humantime")]
+    pub handshake_timeout: Duration,
+    /// A connection with no bytes from the peer for this long is closed. Default `30s`.
+    #[serde(with = "humantime")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            rtmp: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            http: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            cores: 0,
+            io: IoMode::Auto,
+            log: "info".to_owned(),
+            shutdown_grace: Duration::from_secs(5),
+            gop_cache: true,
+            gop_cache_max_bytes: 16 << 20,
+            gop_cache_max_duration: Duration::from_secs(10),
+            play_wait: Duration::from_secs(5),
+            republish_wait: Duration::from_secs(10),
+            publish_conflict: PublishConflict::Reject,
+            player_queue_bytes: 8 << 20,
+            slow_player_timeout: Duration::from_secs(10),
+            max_connections_per_core: 20_000,
+            max_message_size: 16 << 20,
+            chunk_size: 4096,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The TOML is malformed, has an unknown key, or a value of the wrong kind; the message
+    /// names the key.
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    /// A value is out of range.
+    #[error("`{key}`: {reason}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Parses a TOML document; missing keys keep their defaults.
+    pub fn from_toml(text: &str) -> Result<Config, Error> {
+        let c: Config = toml::from_str(text)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Checks values a type alone cannot.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |key: &'static str, reason: &str| {
+            Err(Error::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.chunk_size < 128 || self.chunk_size > 0x7FFF_FFFF {
+            return bad("chunk_size", "must be between 128 and 2147483647");
+        }
+        if self.max_message_size < 1024 {
+            return bad("max_message_size", "must be at least 1024");
+        }
+        if self.player_queue_bytes < 64 * 1024 {
+            return bad("player_queue_bytes", "must be at least 65536");
+        }
+        if self.max_connections_per_core == 0 {
+            return bad("max_connections_per_core", "must be at least 1");
+        }
+        if self.gop_cache_max_bytes == 0 {
+            return bad("gop_cache_max_bytes", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The number of core threads to run: `cores`, or the CPUs available when 0.
+    pub fn effective_cores(&self) -> usize {
+        if self.cores > 0 {
+            self.cores
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// Durations in the config are written like `5s`, `500ms`, `2m`.
+mod humantime {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        let ms = d.as_millis();
+        if ms % 1000 == 0 {
+            s.serialize_str(&format!("{}s", ms / 1000))
+        } else {
+            s.serialize_str(&format!("{ms}ms"))
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(D::Error::custom)
+    }
+}
+
+/// Parses `5s`, `500ms`, `2m`, `1h` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(Duration::from_secs_f64(v * unit)),
+        _ => Err(format!("invalid duration {text:?} (write e.g. 5s, 500ms, 2m)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let c = Config::default();
+        let text = c.to_toml();
+        assert_eq!(Config::from_toml(&text).expect("parses"), c);
+        assert!(text.contains("rtmp = \"0.0.0.0:1935\""), "{text}");
+        assert!(text.contains("shutdown_grace = \"5s\""), "{text}");
+    }
+
+    #[test]
+    fn partial_files_keep_defaults() {
+        let c = Config::from_toml("cores = 2\nplay_wait = \"1500ms\"\n").expect("parses");
+        assert_eq!(c.cores, 2);
+        assert_eq!(c.play_wait, Duration::from_millis(1500));
+        assert_eq!(c.republish_wait, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = Config::from_toml("gop_cach = true\n").expect_err("unknown key");
+        assert!(e.to_string().contains("gop_cach"), "{e}");
+        let e = Config::from_toml("play_wait = \"soon\"\n").expect_err("bad duration");
+        assert!(e.to_string().contains("play_wait"), "{e}");
+        let e = Config::from_toml("io = \"kqueue\"\n").expect_err("bad enum");
+        assert!(e.to_string().contains("io"), "{e}");
+        let e = Config::from_toml("chunk_size = 1\n").expect_err("out of range");
+        assert!(e.to_string().contains("chunk_size"), "{e}");
+        let e = Config::from_toml("rtmp = \"nowhere\"\n").expect_err("bad address");
+        assert!(e.to_string().contains("rtmp"), "{e}");
+    }
+}

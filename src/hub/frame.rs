@@ -1,0 +1,106 @@
+//! One media message, encoded once and shared by every player on every core.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::flv;
+use crate::rtmp::chunk::{self, csid};
+use crate::rtmp::message::type_id;
+use crate::rtmp::session::MediaKind;
+
+/// The message stream id players receive frames on: `createStream` answers 1 first.
+pub const PLAYER_STREAM_ID: u32 = 1;
+
+/// A media, data or metadata message of a stream with its RTMP encoding.
+///
+/// `rtmp` is the message cut into chunks of the server's chunk size, starting with a full
+/// fmt 0 header on message stream 1, so the same bytes are valid for every player whatever
+/// was sent to it before. Cloning the `Arc` is all a player costs.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Audio, video or data.
+    pub kind: MediaKind,
+    /// The publisher's timestamp, ms.
+    pub timestamp: u32,
+    /// The FLV tag body (the RTMP message body), shared with the publisher's receive buffer.
+    pub payload: Bytes,
+    /// The RTMP chunks players are sent.
+    pub rtmp: Bytes,
+    /// A video keyframe carrying coded frames: where a GOP, and a player, may start.
+    pub keyframe: bool,
+    /// An AVC/HEVC/Enhanced video or AAC/Enhanced audio sequence header.
+    pub sequence_header: bool,
+    /// The stream's `onMetaData`.
+    pub metadata: bool,
+}
+
+impl Frame {
+    /// A media or data frame, encoded once with `chunk_size`.
+    pub fn media(kind: MediaKind, timestamp: u32, payload: Bytes, chunk_size: u32) -> Arc<Frame> {
+        let (keyframe, sequence_header) = match kind {
+            MediaKind::Video => (
+                flv::is_video_keyframe(&payload),
+                flv::is_video_sequence_header(&payload),
+            ),
+            MediaKind::Audio => (false, flv::is_audio_sequence_header(&payload)),
+            MediaKind::Data => (false, false),
+        };
+        let rtmp = encode(kind.csid(), kind.type_id(), timestamp, &payload, chunk_size, PLAYER_STREAM_ID);
+        Arc::new(Frame {
+            kind,
+            timestamp,
+            payload,
+            rtmp,
+            keyframe,
+            sequence_header,
+            metadata: false,
+        })
+    }
+
+    /// The stream's metadata (an `"onMetaData", {...}` AMF0 body).
+    pub fn metadata(timestamp: u32, body: Bytes, chunk_size: u32) -> Arc<Frame> {
+        let rtmp = encode(csid::DATA, type_id::DATA, timestamp, &body, chunk_size, PLAYER_STREAM_ID);
+        Arc::new(Frame {
+            kind: MediaKind::Data,
+            timestamp,
+            payload: body,
+            rtmp,
+            keyframe: false,
+            sequence_header: false,
+            metadata: true,
+        })
+    }
+
+    /// Metadata and sequence headers: what a player must get even when it skips frames.
+    pub fn is_config(&self) -> bool {
+        self.metadata || self.sequence_header
+    }
+
+    /// The RTMP encoding for a player on another message stream id (rare: clients that
+    /// created more than one stream); encodes afresh.
+    pub fn rtmp_for(&self, stream_id: u32, chunk_size: u32) -> Bytes {
+        if stream_id == PLAYER_STREAM_ID {
+            return self.rtmp.clone();
+        }
+        let (csid, ty) = if self.metadata {
+            (csid::DATA, type_id::DATA)
+        } else {
+            (self.kind.csid(), self.kind.type_id())
+        };
+        encode(csid, ty, self.timestamp, &self.payload, chunk_size, stream_id)
+    }
+}
+
+fn encode(csid: u32, type_id: u8, timestamp: u32, payload: &Bytes, chunk_size: u32, stream_id: u32) -> Bytes {
+    let msg = chunk::Message {
+        csid,
+        timestamp,
+        type_id,
+        stream_id,
+        payload: payload.clone(),
+    };
+    let mut out = BytesMut::with_capacity(payload.len() + 16 + payload.len() / chunk_size.max(1) as usize);
+    chunk::encode_shared(&msg, chunk_size, &mut out);
+    out.freeze()
+}

@@ -1,0 +1,507 @@
+//! The stream hub of one core: which streams exist, their GOP caches, and the players they
+//! fan out to.
+//!
+//! Each core has its own [`Hub`] and touches no other core's state. The core that accepts a
+//! publisher owns its stream; it announces it to every core. A core whose player asks for a
+//! stream owned elsewhere subscribes once, and the owner sends it every frame (batched per
+//! read, one hop per core, never per player); that core keeps a mirror of the stream with its
+//! own GOP cache and its own players. Frames are encoded once, at the owner, and shared by
+//! refcount ([`Frame`]) across cores and players.
+
+mod frame;
+mod gop;
+mod outbox;
+
+pub use frame::Frame;
+pub use gop::GopCache;
+pub use outbox::{Item, Outbox, PlayerEvent};
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+/// Messages between cores. Bounded channels carry them; frames travel in batches.
+#[derive(Debug)]
+pub enum CoreMsg {
+    /// `owner` started publishing `key`.
+    Announce {
+        /// The stream key (`app/name`).
+        key: String,
+        /// The core that owns it.
+        owner: usize,
+    },
+    /// The publisher of `key` on `owner` left.
+    Withdraw {
+        /// The stream key.
+        key: String,
+        /// The core that owned it.
+        owner: usize,
+    },
+    /// Core `core` has players of `key` and wants its frames.
+    Subscribe {
+        /// The stream key.
+        key: String,
+        /// The subscribing core.
+        core: usize,
+    },
+    /// Core `core` has no more players of `key`.
+    Unsubscribe {
+        /// The stream key.
+        key: String,
+        /// The core that leaves.
+        core: usize,
+    },
+    /// The owner's cache at subscription time (metadata, sequence headers, GOP).
+    Snapshot {
+        /// The stream key.
+        key: String,
+        /// The cached frames, in order.
+        frames: Vec<Arc<Frame>>,
+    },
+    /// Live frames of `key`, in order.
+    Frames {
+        /// The stream key.
+        key: String,
+        /// The frames.
+        frames: Vec<Arc<Frame>>,
+    },
+    /// Stop: tell players the stream ended and close.
+    Shutdown,
+}
+
+/// Why a publish was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishError {
+    /// Another publisher has the name (`publish_conflict = "reject"`, or it is on another
+    /// core).
+    InUse,
+}
+
+/// Hub settings (from the server config).
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Keep a GOP cache.
+    pub gop_cache: bool,
+    /// GOP cache byte cap.
+    pub gop_cache_max_bytes: usize,
+    /// GOP cache duration cap, ms.
+    pub gop_cache_max_ms: u32,
+    /// Replace a publisher instead of refusing the newcomer.
+    pub takeover: bool,
+    /// Player queue cap, bytes.
+    pub player_queue_bytes: usize,
+    /// How long a player may stay behind.
+    pub slow_player_timeout: Duration,
+    /// The chunk size frames are encoded with.
+    pub chunk_size: u32,
+}
+
+/// Who feeds a stream on this core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// No one: the publisher left (or never came); players wait.
+    None,
+    /// A publisher connection on this core, by id.
+    Local(u64),
+    /// The owning core, which sends us frames.
+    Remote(usize),
+}
+
+/// One stream on this core.
+struct Stream {
+    source: Source,
+    cache: GopCache,
+    players: Vec<Rc<Outbox>>,
+    /// Cores subscribed to this (locally owned) stream.
+    subscribers: Vec<usize>,
+    /// Frames pushed since the last [`Hub::flush`], for subscribed cores.
+    pending: Vec<Arc<Frame>>,
+    /// The kick handle of the local publisher (closed on takeover).
+    publisher: Option<Rc<Outbox>>,
+    /// A mirror has asked the owner and is waiting for its snapshot.
+    subscribed: bool,
+    /// Whether anything was ever published on it (for PublishNotify vs. a first start).
+    ever_live: bool,
+}
+
+impl Stream {
+    fn new(cfg: &HubConfig) -> Stream {
+        Stream {
+            source: Source::None,
+            cache: GopCache::new(cfg.gop_cache, cfg.gop_cache_max_bytes, cfg.gop_cache_max_ms),
+            players: Vec::new(),
+            subscribers: Vec::new(),
+            pending: Vec::new(),
+            publisher: None,
+            subscribed: false,
+            ever_live: false,
+        }
+    }
+
+    fn live(&self) -> bool {
+        match self.source {
+            Source::None => false,
+            Source::Local(_) => true,
+            // A mirror is live once its snapshot arrived.
+            Source::Remote(_) => !self.subscribed,
+        }
+    }
+
+    /// Hands a live frame to every local player and the mirror's cache.
+    fn fan_out(&mut self, frame: &Arc<Frame>, now: Instant) {
+        self.cache.push(frame);
+        self.players.retain(|p| !p.is_closed());
+        for p in &self.players {
+            p.push_frame(frame, now);
+        }
+    }
+
+    /// Starts a player that was waiting (or a new one on a live stream): the start marker,
+    /// then the cache.
+    fn start_player(&self, p: &Rc<Outbox>, now: Instant) {
+        p.push_event(PlayerEvent::Start);
+        p.start_from(&self.cache.snapshot(), now);
+    }
+}
+
+/// The stream registry of one core.
+pub struct Hub {
+    core: usize,
+    config: HubConfig,
+    peers: Vec<mpsc::Sender<CoreMsg>>,
+    streams: HashMap<String, Stream>,
+    /// Streams owned by other cores, as announced.
+    directory: HashMap<String, usize>,
+    next_publisher: u64,
+    /// Frames that could not be sent to a core because its inbox was full.
+    pub dropped_cross_core: u64,
+}
+
+impl Hub {
+    /// The hub of core `core`; `peers[i]` is core i's inbox (this core's own included).
+    pub fn new(core: usize, config: HubConfig, peers: Vec<mpsc::Sender<CoreMsg>>) -> Hub {
+        Hub {
+            core,
+            config,
+            peers,
+            streams: HashMap::new(),
+            directory: HashMap::new(),
+            next_publisher: 1,
+            dropped_cross_core: 0,
+        }
+    }
+
+    /// The hub's settings.
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    fn send(&mut self, core: usize, msg: CoreMsg) {
+        if let Some(tx) = self.peers.get(core) {
+            if tx.try_send(msg).is_err() {
+                self.dropped_cross_core += 1;
+            }
+        }
+    }
+
+    fn broadcast(&mut self, make: impl Fn() -> CoreMsg) {
+        for c in 0..self.peers.len() {
+            if c != self.core {
+                self.send(c, make());
+            }
+        }
+    }
+
+    /// Starts publishing `key` from a local connection whose outbox is `kick` (closed on
+    /// takeover). Returns the publisher id to pass to [`Hub::push`] and [`Hub::unpublish`].
+    pub fn publish(&mut self, key: &str, kick: Rc<Outbox>, now: Instant) -> Result<u64, PublishError> {
+        if self.directory.contains_key(key) {
+            return Err(PublishError::InUse);
+        }
+        let id = self.next_publisher;
+        let takeover = self.config.takeover;
+        let cfg = self.config.clone();
+        let s = self
+            .streams
+            .entry(key.to_owned())
+            .or_insert_with(|| Stream::new(&cfg));
+        match s.source {
+            Source::Local(_) if !takeover => return Err(PublishError::InUse),
+            Source::Local(_) => {
+                if let Some(old) = s.publisher.take() {
+                    old.close();
+                }
+            }
+            Source::Remote(_) => return Err(PublishError::InUse),
+            Source::None => {}
+        }
+        self.next_publisher += 1;
+        let republish = s.ever_live;
+        s.source = Source::Local(id);
+        s.publisher = Some(kick);
+        s.ever_live = true;
+        s.subscribed = false;
+        // A new publisher brings new metadata and sequence headers.
+        s.cache.reset();
+        for p in &s.players {
+            if p.is_started() {
+                if republish {
+                    p.push_event(PlayerEvent::Republished);
+                }
+            } else {
+                s.start_player(p, now);
+            }
+        }
+        let key = key.to_owned();
+        let owner = self.core;
+        self.broadcast(|| CoreMsg::Announce {
+            key: key.clone(),
+            owner,
+        });
+        Ok(id)
+    }
+
+    /// A media frame from local publisher `id` of `key`.
+    pub fn push(&mut self, key: &str, id: u64, frame: Arc<Frame>, now: Instant) {
+        let Some(s) = self.streams.get_mut(key) else {
+            return;
+        };
+        if s.source != Source::Local(id) {
+            return;
+        }
+        s.fan_out(&frame, now);
+        if !s.subscribers.is_empty() {
+            s.pending.push(frame);
+        }
+    }
+
+    /// Sends the frames pushed since the last call to the subscribed cores: one message per
+    /// core per stream per call. Call after each batch of input.
+    pub fn flush(&mut self) {
+        let mut out = Vec::new();
+        for (key, s) in &mut self.streams {
+            if s.pending.is_empty() {
+                continue;
+            }
+            let frames = std::mem::take(&mut s.pending);
+            for &c in &s.subscribers {
+                out.push((
+                    c,
+                    CoreMsg::Frames {
+                        key: key.clone(),
+                        frames: frames.clone(),
+                    },
+                ));
+            }
+        }
+        for (c, m) in out {
+            self.send(c, m);
+        }
+    }
+
+    /// Local publisher `id` of `key` left.
+    pub fn unpublish(&mut self, key: &str, id: u64) {
+        self.flush();
+        let Some(s) = self.streams.get_mut(key) else {
+            return;
+        };
+        if s.source != Source::Local(id) {
+            return;
+        }
+        s.source = Source::None;
+        s.publisher = None;
+        for p in &s.players {
+            p.push_event(PlayerEvent::Unpublished);
+        }
+        s.subscribers.clear();
+        let key = key.to_owned();
+        let owner = self.core;
+        self.broadcast(|| CoreMsg::Withdraw {
+            key: key.clone(),
+            owner,
+        });
+        self.gc(&key);
+    }
+
+    /// A player of `key` arrives. Returns true when the stream is live (the player's outbox
+    /// got the start marker and the cache); otherwise the player waits for a publisher.
+    pub fn play(&mut self, key: &str, player: Rc<Outbox>, now: Instant) -> bool {
+        let cfg = self.config.clone();
+        let remote = self.directory.get(key).copied();
+        let s = self
+            .streams
+            .entry(key.to_owned())
+            .or_insert_with(|| Stream::new(&cfg));
+        if let (Source::None, Some(owner)) = (s.source, remote) {
+            s.source = Source::Remote(owner);
+            s.subscribed = true;
+            s.ever_live = true;
+            let key = key.to_owned();
+            let core = self.core;
+            let live = false;
+            s.players.push(player);
+            self.send(owner, CoreMsg::Subscribe { key, core });
+            return live;
+        }
+        let live = s.live();
+        if live {
+            s.start_player(&player, now);
+        }
+        s.players.push(player);
+        live
+    }
+
+    /// A player of `key` left (or was closed).
+    pub fn leave(&mut self, key: &str, player: &Rc<Outbox>) {
+        let Some(s) = self.streams.get_mut(key) else {
+            return;
+        };
+        s.players.retain(|p| !Rc::ptr_eq(p, player) && !p.is_closed());
+        if s.players.is_empty() {
+            if let Source::Remote(owner) = s.source {
+                s.source = Source::None;
+                s.subscribed = false;
+                let key = key.to_owned();
+                let core = self.core;
+                self.send(owner, CoreMsg::Unsubscribe { key, core });
+            }
+        }
+        self.gc(key);
+    }
+
+    fn gc(&mut self, key: &str) {
+        if let Some(s) = self.streams.get(key) {
+            if s.source == Source::None && s.players.is_empty() {
+                self.streams.remove(key);
+            }
+        }
+    }
+
+    /// Whether `key` is live here or on another core.
+    pub fn is_live(&self, key: &str) -> bool {
+        self.directory.contains_key(key) || self.streams.get(key).is_some_and(|s| s.live())
+    }
+
+    /// Streams and players on this core (for logs and metrics).
+    pub fn counts(&self) -> (usize, usize) {
+        let players = self.streams.values().map(|s| s.players.len()).sum();
+        (self.streams.len(), players)
+    }
+
+    /// Handles a message from another core.
+    pub fn handle(&mut self, msg: CoreMsg, now: Instant) {
+        match msg {
+            CoreMsg::Announce { key, owner } => {
+                self.directory.insert(key.clone(), owner);
+                // Waiting players subscribe now.
+                if let Some(s) = self.streams.get_mut(&key) {
+                    if s.source == Source::None && !s.players.is_empty() {
+                        let republish = s.ever_live;
+                        s.source = Source::Remote(owner);
+                        s.subscribed = true;
+                        s.ever_live = true;
+                        if republish {
+                            s.cache.reset();
+                        }
+                        let core = self.core;
+                        self.send(owner, CoreMsg::Subscribe { key, core });
+                    }
+                }
+            }
+            CoreMsg::Withdraw { key, owner } => {
+                if self.directory.get(&key) == Some(&owner) {
+                    self.directory.remove(&key);
+                }
+                if let Some(s) = self.streams.get_mut(&key) {
+                    if s.source == Source::Remote(owner) {
+                        s.source = Source::None;
+                        s.subscribed = false;
+                        for p in &s.players {
+                            p.push_event(PlayerEvent::Unpublished);
+                        }
+                    }
+                }
+                self.gc(&key);
+            }
+            CoreMsg::Subscribe { key, core } => {
+                let snapshot = match self.streams.get_mut(&key) {
+                    Some(s) if matches!(s.source, Source::Local(_)) => {
+                        if !s.subscribers.contains(&core) {
+                            s.subscribers.push(core);
+                        }
+                        // Frames pushed but not yet flushed are part of the snapshot.
+                        let mut frames = s.cache.snapshot();
+                        for f in &s.pending {
+                            if !frames.iter().any(|g| Arc::ptr_eq(g, f)) {
+                                frames.push(f.clone());
+                            }
+                        }
+                        Some(frames)
+                    }
+                    _ => None,
+                };
+                if let Some(frames) = snapshot {
+                    self.send(core, CoreMsg::Snapshot { key, frames });
+                } else {
+                    // Not ours (any more): tell the core so its players go on waiting.
+                    let owner = self.core;
+                    self.send(core, CoreMsg::Withdraw { key, owner });
+                }
+            }
+            CoreMsg::Unsubscribe { key, core } => {
+                if let Some(s) = self.streams.get_mut(&key) {
+                    s.subscribers.retain(|&c| c != core);
+                }
+            }
+            CoreMsg::Snapshot { key, frames } => {
+                if let Some(s) = self.streams.get_mut(&key) {
+                    if matches!(s.source, Source::Remote(_)) && s.subscribed {
+                        s.subscribed = false;
+                        s.cache.reset();
+                        for f in &frames {
+                            s.cache.push(f);
+                        }
+                        let snapshot = s.cache.snapshot();
+                        for p in &s.players {
+                            if p.is_started() {
+                                p.push_event(PlayerEvent::Republished);
+                                p.start_from(&snapshot, now);
+                            } else {
+                                p.push_event(PlayerEvent::Start);
+                                p.start_from(&snapshot, now);
+                            }
+                        }
+                    }
+                }
+            }
+            CoreMsg::Frames { key, frames } => {
+                if let Some(s) = self.streams.get_mut(&key) {
+                    if matches!(s.source, Source::Remote(_)) && !s.subscribed {
+                        for f in &frames {
+                            s.fan_out(f, now);
+                        }
+                    }
+                }
+            }
+            CoreMsg::Shutdown => self.shutdown(),
+        }
+    }
+
+    /// Tells every player the stream ended and closes every connection's outbox.
+    pub fn shutdown(&mut self) {
+        for s in self.streams.values_mut() {
+            for p in &s.players {
+                p.push_event(PlayerEvent::Shutdown);
+            }
+            if let Some(p) = s.publisher.take() {
+                p.close();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,254 @@
+//! A connection's send queue: control bytes, shared frames and player events, bounded in
+//! bytes, with the slow-player policy.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::Frame;
+
+/// Something the connection's writer must act on in order with the bytes around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlayerEvent {
+    /// The stream is live: accept the play (`NetStream.Play.Start` ...) before the frames
+    /// that follow.
+    Start,
+    /// The publisher left: StreamEOF, `NetStream.Play.UnpublishNotify`; wait for a new one.
+    Unpublished,
+    /// A publisher came back: StreamBegin, `NetStream.Play.PublishNotify`.
+    Republished,
+    /// The server is shutting down: tell the player the stream ended, flush, close.
+    Shutdown,
+}
+
+/// One queued item.
+#[derive(Debug, Clone)]
+pub enum Item {
+    /// Bytes from the connection's own session (commands, control messages).
+    Control(Bytes),
+    /// A shared frame.
+    Frame(Arc<Frame>),
+    /// An event for the writer.
+    Event(PlayerEvent),
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    items: VecDeque<Item>,
+    /// Frame bytes queued.
+    bytes: usize,
+    /// Dropping frames until the next keyframe because the queue overflowed.
+    skipping: bool,
+    /// Waiting for the first keyframe (players of a stream without GOP cache).
+    awaiting_key: bool,
+    /// Since when the player has been behind (queue overflowed and not yet drained).
+    behind_since: Option<Instant>,
+    dropped: u64,
+    closed: bool,
+    started: bool,
+}
+
+/// The send queue of one connection. The hub pushes into it; the connection's writer task
+/// drains it with one vectored write per batch.
+#[derive(Debug)]
+pub struct Outbox {
+    inner: RefCell<Inner>,
+    ready: Notify,
+    closed: Notify,
+    max_bytes: usize,
+    slow_timeout: Duration,
+    start_at_key: bool,
+}
+
+impl Outbox {
+    /// A queue holding at most `max_bytes` of frames; a player behind for longer than
+    /// `slow_timeout` is closed. With `start_at_key`, playback starts at the next keyframe
+    /// after the start (no GOP cache).
+    pub fn new(max_bytes: usize, slow_timeout: Duration, start_at_key: bool) -> Rc<Outbox> {
+        Rc::new(Outbox {
+            inner: RefCell::new(Inner::default()),
+            ready: Notify::new(),
+            closed: Notify::new(),
+            max_bytes,
+            slow_timeout,
+            start_at_key,
+        })
+    }
+
+    /// Queues bytes from the connection's session; never dropped.
+    pub fn push_control(&self, b: Bytes) {
+        if b.is_empty() {
+            return;
+        }
+        let mut i = self.inner.borrow_mut();
+        if i.closed {
+            return;
+        }
+        i.items.push_back(Item::Control(b));
+        drop(i);
+        self.ready.notify_one();
+    }
+
+    /// Queues an event for the writer.
+    pub fn push_event(&self, e: PlayerEvent) {
+        let mut i = self.inner.borrow_mut();
+        if i.closed {
+            return;
+        }
+        if e == PlayerEvent::Start {
+            i.started = true;
+            i.awaiting_key = self.start_at_key;
+        }
+        if e == PlayerEvent::Republished {
+            // The new publisher's stream starts at its first keyframe.
+            i.awaiting_key = true;
+        }
+        i.items.push_back(Item::Event(e));
+        drop(i);
+        self.ready.notify_one();
+    }
+
+    /// Queues the frames a joining player starts from (the cache snapshot).
+    pub fn start_from(&self, frames: &[Arc<Frame>], now: Instant) {
+        for f in frames {
+            self.push_frame(f, now);
+        }
+    }
+
+    /// Queues a live frame, applying the slow-player policy: when the queue would exceed its
+    /// cap, the frames queued (but not metadata or sequence headers) are dropped and so is
+    /// every frame until the next keyframe; a player still behind after the timeout is closed.
+    pub fn push_frame(&self, f: &Arc<Frame>, now: Instant) {
+        let mut i = self.inner.borrow_mut();
+        if i.closed || !i.started {
+            return;
+        }
+        let len = f.rtmp.len();
+        if !f.is_config() {
+            if i.awaiting_key {
+                if !f.keyframe {
+                    return;
+                }
+                i.awaiting_key = false;
+            }
+            if i.skipping {
+                if !f.keyframe {
+                    i.dropped += 1;
+                    drop(i);
+                    self.check_slow(now);
+                    return;
+                }
+                i.skipping = false;
+            }
+            if i.bytes + len > self.max_bytes {
+                let before = i.items.len();
+                i.items
+                    .retain(|it| !matches!(it, Item::Frame(g) if !g.is_config()));
+                let removed = (before - i.items.len()) as u64;
+                i.dropped += removed + 1;
+                i.bytes = i
+                    .items
+                    .iter()
+                    .map(|it| match it {
+                        Item::Frame(g) => g.rtmp.len(),
+                        _ => 0,
+                    })
+                    .sum();
+                i.behind_since.get_or_insert(now);
+                if !f.keyframe {
+                    i.skipping = true;
+                    drop(i);
+                    self.check_slow(now);
+                    return;
+                }
+                // A keyframe: start over from it.
+                i.dropped -= 1;
+            }
+        }
+        i.bytes += len;
+        i.items.push_back(Item::Frame(f.clone()));
+        drop(i);
+        self.ready.notify_one();
+    }
+
+    fn check_slow(&self, now: Instant) {
+        let behind = self.inner.borrow().behind_since;
+        if behind.is_some_and(|t| now.duration_since(t) > self.slow_timeout) {
+            self.close();
+        }
+    }
+
+    /// Wakes the writer without queueing anything (it re-reads its timers).
+    pub fn wake(&self) {
+        self.ready.notify_one();
+    }
+
+    /// Takes everything queued, in order.
+    pub fn take(&self) -> Vec<Item> {
+        let mut i = self.inner.borrow_mut();
+        i.bytes = 0;
+        i.items.drain(..).collect()
+    }
+
+    /// The writer finished writing everything it took: the player has caught up.
+    pub fn drained(&self) {
+        let mut i = self.inner.borrow_mut();
+        if i.items.is_empty() && !i.skipping {
+            i.behind_since = None;
+        }
+    }
+
+    /// Waits until something is queued, the outbox is closed, or [`Outbox::wake`] is called.
+    pub async fn ready(&self) {
+        {
+            let i = self.inner.borrow();
+            if i.closed || !i.items.is_empty() {
+                return;
+            }
+        }
+        self.ready.notified().await;
+    }
+
+    /// Waits until the outbox is closed.
+    pub async fn closed(&self) {
+        loop {
+            if self.is_closed() {
+                return;
+            }
+            self.closed.notified().await;
+        }
+    }
+
+    /// Closes the outbox: nothing more is queued; the connection is to be closed.
+    pub fn close(&self) {
+        self.inner.borrow_mut().closed = true;
+        self.ready.notify_one();
+        self.closed.notify_waiters();
+        self.closed.notify_one();
+    }
+
+    /// Whether the outbox was closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.borrow().closed
+    }
+
+    /// Whether the player was started.
+    pub fn is_started(&self) -> bool {
+        self.inner.borrow().started
+    }
+
+    /// Frames dropped by the slow-player policy so far.
+    pub fn dropped(&self) -> u64 {
+        self.inner.borrow().dropped
+    }
+
+    /// Frame bytes queued now.
+    pub fn queued_bytes(&self) -> usize {
+        self.inner.borrow().bytes
+    }
+}

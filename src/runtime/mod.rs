@@ -1,0 +1,336 @@
+//! The owned-buffer IO seam: one TCP stream and listener type over io_uring (tokio-uring)
+//! or epoll (tokio), the per-thread runtime that drives them, SO_REUSEPORT listeners and
+//! core pinning. Everything above this module is the same for both backends: buffers go
+//! into an operation and come back with its result (tokio-uring's `BufResult`).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::{Buf, Bytes};
+
+/// Which IO backend a runtime thread uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    /// io_uring through tokio-uring.
+    Uring,
+    /// epoll through tokio's current-thread runtime.
+    Epoll,
+}
+
+impl Io {
+    /// The name used in reports and flags.
+    pub fn name(self) -> &'static str {
+        match self {
+            Io::Uring => "uring",
+            Io::Epoll => "epoll",
+        }
+    }
+
+    /// Resolves `auto`: io_uring when a ring can be set up here (it is refused by seccomp in
+    /// many containers, or disabled by sysctl), epoll otherwise.
+    pub fn detect(requested: &str) -> anyhow::Result<Io> {
+        match requested {
+            "uring" => Ok(Io::Uring),
+            "epoll" => Ok(Io::Epoll),
+            "auto" => Ok(if uring_available() {
+                Io::Uring
+            } else {
+                Io::Epoll
+            }),
+            other => anyhow::bail!("--io must be auto, uring or epoll, not {other:?}"),
+        }
+    }
+}
+
+fn uring_available() -> bool {
+    std::thread::spawn(|| tokio_uring::Runtime::new(&tokio_uring::builder()).is_ok())
+        .join()
+        .unwrap_or(false)
+}
+
+/// Runs `f` to completion on a fresh single-threaded runtime of the given backend, on the
+/// calling thread. Tasks are spawned with [`spawn`].
+pub fn block_on<F: Future>(io: Io, ring_entries: u32, f: F) -> anyhow::Result<F::Output> {
+    match io {
+        Io::Uring => {
+            let rt = tokio_uring::Runtime::new(tokio_uring::builder().entries(ring_entries))?;
+            Ok(rt.block_on(f))
+        }
+        Io::Epoll => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let local = tokio::task::LocalSet::new();
+            Ok(local.block_on(&rt, f))
+        }
+    }
+}
+
+/// Spawns a task on the current thread's runtime (either backend).
+pub fn spawn<F: Future + 'static>(f: F) -> tokio::task::JoinHandle<F::Output> {
+    tokio::task::spawn_local(f)
+}
+
+/// A connected TCP stream.
+pub enum Stream {
+    /// io_uring.
+    Uring(tokio_uring::net::TcpStream),
+    /// epoll.
+    Epoll(tokio::net::TcpStream),
+}
+
+impl Stream {
+    /// Connects to `addr` with TCP_NODELAY set.
+    pub async fn connect(io: Io, addr: SocketAddr) -> io::Result<Stream> {
+        match io {
+            Io::Uring => {
+                let s = tokio_uring::net::TcpStream::connect(addr).await?;
+                s.set_nodelay(true)?;
+                Ok(Stream::Uring(s))
+            }
+            Io::Epoll => {
+                let s = tokio::net::TcpStream::connect(addr).await?;
+                s.set_nodelay(true)?;
+                Ok(Stream::Epoll(s))
+            }
+        }
+    }
+
+    /// Reads into `buf` (replacing its contents, up to its capacity) and gives it back.
+    /// `Ok(0)` is the end of the stream.
+    pub async fn read(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        buf.clear();
+        match self {
+            Stream::Uring(s) => s.read(buf).await,
+            Stream::Epoll(s) => {
+                let cap = buf.capacity().max(1);
+                buf.resize(cap, 0);
+                let res = loop {
+                    if let Err(e) = s.readable().await {
+                        break Err(e);
+                    }
+                    match s.try_read(&mut buf[..]) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        other => break other,
+                    }
+                };
+                buf.truncate(*res.as_ref().unwrap_or(&0));
+                (res, buf)
+            }
+        }
+    }
+
+    /// Writes all of `data`.
+    pub async fn write_all(&self, data: Bytes) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Stream::Uring(s) => s.write_all(data).await.0,
+            Stream::Epoll(s) => {
+                let mut rest = &data[..];
+                while !rest.is_empty() {
+                    s.writable().await?;
+                    match s.try_write(rest) {
+                        Ok(n) => rest = &rest[n..],
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes all of `bufs` with vectored writes: one syscall (or ring entry) for
+    /// everything queued, more only when the kernel takes part of it.
+    pub async fn writev_all(&self, mut bufs: Vec<Bytes>) -> io::Result<()> {
+        bufs.retain(|b| !b.is_empty());
+        while !bufs.is_empty() {
+            let n = match self {
+                Stream::Uring(s) => {
+                    let (res, back) = s.writev(bufs).await;
+                    bufs = back;
+                    res?
+                }
+                Stream::Epoll(s) => loop {
+                    s.writable().await?;
+                    let slices: Vec<io::IoSlice<'_>> =
+                        bufs.iter().map(|b| io::IoSlice::new(b)).collect();
+                    match s.try_write_vectored(&slices) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                },
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            advance(&mut bufs, n);
+        }
+        Ok(())
+    }
+
+    /// Shuts down both directions: a read or write in flight ends with an error or EOF.
+    pub fn shutdown_both(&self) {
+        let _ = match self {
+            Stream::Uring(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Epoll(s) => socket2::SockRef::from(s).shutdown(std::net::Shutdown::Both),
+        };
+    }
+
+    /// Shuts down the write side (the peer reads end of stream after what was sent).
+    pub fn shutdown_write(&self) {
+        let _ = match self {
+            Stream::Uring(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Epoll(s) => socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write),
+        };
+    }
+}
+
+/// Drops the first `n` bytes of `bufs`.
+fn advance(bufs: &mut Vec<Bytes>, mut n: usize) {
+    let mut done = 0;
+    for b in bufs.iter_mut() {
+        if n >= b.len() {
+            n -= b.len();
+            done += 1;
+        } else {
+            b.advance(n);
+            break;
+        }
+    }
+    bufs.drain(..done);
+}
+
+/// A listening socket.
+pub enum Listener {
+    /// io_uring.
+    Uring(tokio_uring::net::TcpListener),
+    /// epoll.
+    Epoll(tokio::net::TcpListener),
+}
+
+impl Listener {
+    /// Wraps a bound, listening std socket (non-blocking, as [`reuseport_listeners`] makes
+    /// them). Call on the runtime thread that will accept on it.
+    pub fn from_std(io: Io, l: std::net::TcpListener) -> io::Result<Listener> {
+        match io {
+            Io::Uring => Ok(Listener::Uring(tokio_uring::net::TcpListener::from_std(l))),
+            Io::Epoll => Ok(Listener::Epoll(tokio::net::TcpListener::from_std(l)?)),
+        }
+    }
+
+    /// Accepts a connection, with TCP_NODELAY set.
+    pub async fn accept(&self) -> io::Result<(Stream, SocketAddr)> {
+        match self {
+            Listener::Uring(l) => {
+                let (s, peer) = l.accept().await?;
+                s.set_nodelay(true)?;
+                Ok((Stream::Uring(s), peer))
+            }
+            Listener::Epoll(l) => {
+                let (s, peer) = l.accept().await?;
+                s.set_nodelay(true)?;
+                Ok((Stream::Epoll(s), peer))
+            }
+        }
+    }
+}
+
+/// Binds `n` listeners on `addr` with SO_REUSEPORT, so every core accepts on the same port
+/// and the kernel spreads connections over them. All are bound and listening before any
+/// core starts, so there is no start-up race. Port 0 binds the first to a free port and the
+/// others to the same one.
+pub fn reuseport_listeners(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut out = Vec::with_capacity(n);
+    let mut addr = addr;
+    for _ in 0..n.max(1) {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        s.set_nonblocking(true)?;
+        s.bind(&addr.into())?;
+        s.listen(4096)?;
+        let l: std::net::TcpListener = s.into();
+        addr = l.local_addr()?;
+        out.push(l);
+    }
+    Ok(out)
+}
+
+/// Pins the calling thread to CPU `index` (modulo the CPUs this process may use).
+/// Returns false where pinning is not possible.
+pub fn pin_to_core(index: usize) -> bool {
+    match core_affinity::get_core_ids() {
+        Some(ids) if !ids.is_empty() => core_affinity::set_for_current(ids[index % ids.len()]),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advance_drops_whole_and_partial_buffers() {
+        let mut v = vec![
+            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"de"),
+            Bytes::from_static(b"fgh"),
+        ];
+        advance(&mut v, 4);
+        assert_eq!(v, vec![Bytes::from_static(b"e"), Bytes::from_static(b"fgh")]);
+        advance(&mut v, 4);
+        assert!(v.is_empty());
+    }
+
+    #[test]
+    fn reuseport_listeners_share_one_port() {
+        let ls = reuseport_listeners("127.0.0.1:0".parse().expect("addr"), 3).expect("bind");
+        let ports: Vec<u16> = ls.iter().map(|l| l.local_addr().expect("addr").port()).collect();
+        assert!(ports[0] != 0 && ports.iter().all(|&p| p == ports[0]), "{ports:?}");
+    }
+
+    /// tokio-uring and tokio move the same bytes through the same seam.
+    #[test]
+    fn both_backends_accept_read_and_writev() {
+        for io in [Io::Epoll, Io::Uring] {
+            if io == Io::Uring && Io::detect("auto").ok() != Some(Io::Uring) {
+                continue;
+            }
+            let std_l = reuseport_listeners("127.0.0.1:0".parse().expect("addr"), 1)
+                .expect("bind")
+                .remove(0);
+            let addr = std_l.local_addr().expect("addr");
+            block_on(io, 64, async move {
+                let l = Listener::from_std(io, std_l).expect("listener");
+                let server = spawn(async move {
+                    let (s, _) = l.accept().await.expect("accept");
+                    let parts = vec![Bytes::from_static(b"hello "), Bytes::from(vec![b'x'; 100_000])];
+                    s.writev_all(parts).await.expect("writev");
+                    s.shutdown_write();
+                });
+                let c = Stream::connect(io, addr).await.expect("connect");
+                let mut got = Vec::new();
+                let mut buf = Vec::with_capacity(8192);
+                loop {
+                    let (res, b) = c.read(buf).await;
+                    let n = res.expect("read");
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&b[..n]);
+                    buf = b;
+                }
+                server.await.expect("server task");
+                assert_eq!(got.len(), 6 + 100_000, "{io:?}");
+                assert_eq!(&got[..6], b"hello ");
+            })
+            .expect("runtime");
+        }
+    }
+}

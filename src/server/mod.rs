@@ -1,0 +1,211 @@
+//! The server: one pinned thread per core, each with its own runtime, listeners (bound to
+//! the same ports with SO_REUSEPORT), hub and connections. Cores share nothing mutable and
+//! talk only through bounded [`CoreMsg`] channels.
+
+mod http;
+mod rtmp;
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use crate::config::{Config, IoMode, PublishConflict};
+use crate::hub::{CoreMsg, Hub, HubConfig};
+use crate::runtime::{self, Io, Listener};
+
+/// Inbox capacity of a core, in messages (frames travel batched, one message per read).
+const INBOX: usize = 8192;
+
+/// What every task on a core shares.
+pub(crate) struct Core {
+    pub(crate) index: usize,
+    pub(crate) config: Config,
+    pub(crate) hub: RefCell<Hub>,
+    pub(crate) connections: Cell<usize>,
+    pub(crate) next_conn: Cell<u64>,
+    pub(crate) started: Instant,
+    pub(crate) shutting_down: Cell<bool>,
+}
+
+/// A running server: its bound addresses and its core threads.
+pub struct Running {
+    /// The RTMP address actually bound (port 0 resolved).
+    pub rtmp_addr: SocketAddr,
+    /// The HTTP address actually bound.
+    pub http_addr: SocketAddr,
+    /// The IO backend in use.
+    pub io: Io,
+    inboxes: Vec<mpsc::Sender<CoreMsg>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, tells players their stream ended, flushes, and waits for every core
+    /// to finish (at most the configured `shutdown_grace` plus a second).
+    pub fn shutdown(self) {
+        for tx in &self.inboxes {
+            let _ = tx.try_send(CoreMsg::Shutdown);
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Resolves the IO mode: `auto` falls back to epoll, with a warning, where io_uring is
+/// refused (disabled by sysctl, or blocked by seccomp as in many container platforms).
+pub fn resolve_io(mode: IoMode) -> anyhow::Result<Io> {
+    match mode {
+        IoMode::Uring => Ok(Io::Uring),
+        IoMode::Epoll => Ok(Io::Epoll),
+        IoMode::Auto => {
+            let io = Io::detect("auto")?;
+            if io == Io::Epoll {
+                tracing::warn!("io_uring is not available here; running on epoll");
+            }
+            Ok(io)
+        }
+    }
+}
+
+/// Binds the listeners and starts the core threads.
+pub fn start(config: &Config) -> anyhow::Result<Running> {
+    config.validate()?;
+    let io = resolve_io(config.io)?;
+    let cores = config.effective_cores();
+    let rtmp = runtime::reuseport_listeners(config.rtmp, cores)
+        .with_context(|| format!("binding RTMP on {}", config.rtmp))?;
+    let http = runtime::reuseport_listeners(config.http, cores)
+        .with_context(|| format!("binding HTTP on {}", config.http))?;
+    let rtmp_addr = rtmp[0].local_addr()?;
+    let http_addr = http[0].local_addr()?;
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..cores).map(|_| mpsc::channel(INBOX)).unzip();
+    let hub_config = HubConfig {
+        gop_cache: config.gop_cache,
+        gop_cache_max_bytes: config.gop_cache_max_bytes,
+        gop_cache_max_ms: config.gop_cache_max_duration.as_millis().min(u128::from(u32::MAX)) as u32,
+        takeover: config.publish_conflict == PublishConflict::Takeover,
+        player_queue_bytes: config.player_queue_bytes,
+        slow_player_timeout: config.slow_player_timeout,
+        chunk_size: config.chunk_size,
+    };
+    let mut threads = Vec::with_capacity(cores);
+    for (index, ((rx, rtmp), http)) in rxs.into_iter().zip(rtmp).zip(http).enumerate() {
+        let config = config.clone();
+        let hub_config = hub_config.clone();
+        let peers = txs.clone();
+        let entries = (config.max_connections_per_core.min(8192) as u32 * 2)
+            .next_power_of_two()
+            .clamp(256, 16_384);
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("core-{index}"))
+                .spawn(move || {
+                    if cores > 1 {
+                        runtime::pin_to_core(index);
+                    }
+                    let core = Rc::new(Core {
+                        index,
+                        hub: RefCell::new(Hub::new(index, hub_config, peers)),
+                        config,
+                        connections: Cell::new(0),
+                        next_conn: Cell::new(0),
+                        started: Instant::now(),
+                        shutting_down: Cell::new(false),
+                    });
+                    let r = runtime::block_on(io, entries, core_main(core, io, rtmp, http, rx));
+                    if let Err(e) = r {
+                        tracing::error!(core = index, "core stopped: {e:#}");
+                    }
+                })?,
+        );
+    }
+    tracing::info!(
+        rtmp = %rtmp_addr,
+        http = %http_addr,
+        cores,
+        io = io.name(),
+        "listening"
+    );
+    Ok(Running {
+        rtmp_addr,
+        http_addr,
+        io,
+        inboxes: txs,
+        threads,
+    })
+}
+
+async fn core_main(
+    core: Rc<Core>,
+    io: Io,
+    rtmp: std::net::TcpListener,
+    http: std::net::TcpListener,
+    mut inbox: mpsc::Receiver<CoreMsg>,
+) {
+    let rtmp_accept = match Listener::from_std(io, rtmp) {
+        Ok(l) => runtime::spawn(accept_rtmp(core.clone(), io, l)),
+        Err(e) => {
+            tracing::error!(core = core.index, "RTMP listener: {e}");
+            return;
+        }
+    };
+    let http_accept = match Listener::from_std(io, http) {
+        Ok(l) => Some(runtime::spawn(http::accept(core.clone(), l))),
+        Err(e) => {
+            tracing::error!(core = core.index, "HTTP listener: {e}");
+            None
+        }
+    };
+    while let Some(msg) = inbox.recv().await {
+        if matches!(msg, CoreMsg::Shutdown) {
+            break;
+        }
+        let now = Instant::now();
+        core.hub.borrow_mut().handle(msg, now);
+    }
+    // Shutdown: stop accepting, tell players, let connections flush and close.
+    core.shutting_down.set(true);
+    rtmp_accept.abort();
+    if let Some(h) = http_accept {
+        h.abort();
+    }
+    core.hub.borrow_mut().shutdown();
+    let give_up = Instant::now() + core.config.shutdown_grace;
+    while core.connections.get() > 0 && Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if core.connections.get() > 0 {
+        tracing::warn!(
+            core = core.index,
+            connections = core.connections.get(),
+            "shutdown grace over; closing the rest"
+        );
+    }
+}
+
+async fn accept_rtmp(core: Rc<Core>, io: Io, listener: Listener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if core.connections.get() >= core.config.max_connections_per_core {
+                    tracing::warn!(%peer, "refused: {} connections on this core", core.connections.get());
+                    drop(stream);
+                    continue;
+                }
+                let id = core.next_conn.get();
+                core.next_conn.set(id + 1);
+                runtime::spawn(rtmp::serve(core.clone(), io, stream, peer, id));
+            }
+            Err(e) => {
+                tracing::warn!(core = core.index, "accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

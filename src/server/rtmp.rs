@@ -1,0 +1,416 @@
+//! One RTMP connection: a reader task that drives the server session and the hub, and a
+//! writer task that drains the connection's [`Outbox`] with one vectored write per batch.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::time::{sleep_until, timeout_at};
+
+use super::Core;
+use crate::hub::{Frame, Item, Outbox, PlayerEvent, PublishError};
+use crate::rtmp::chunk::ReaderConfig;
+use crate::rtmp::session::server::{Event, Server, ServerConfig};
+use crate::rtmp::session::status;
+use crate::runtime::{self, Io, Stream};
+
+/// Socket read size.
+const READ_SIZE: usize = 64 * 1024;
+
+/// What the connection is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    Idle,
+    Publisher { key: String, id: u64 },
+    Player { key: String, stream_id: u32 },
+}
+
+/// State the reader and the writer share (single-threaded; never borrowed across an await).
+struct Conn {
+    core: Rc<Core>,
+    peer: SocketAddr,
+    session: RefCell<Server>,
+    outbox: Rc<Outbox>,
+    role: RefCell<Role>,
+    /// Why the connection ended, for the close log line.
+    reason: RefCell<Option<String>>,
+    /// Set when the stream went unpublished (the writer times the republish wait).
+    unpublished_at: Cell<Option<Instant>>,
+    /// When a player started waiting for a publisher.
+    waiting_since: Cell<Option<Instant>>,
+    /// Bytes written to the peer.
+    written: Cell<u64>,
+}
+
+impl Conn {
+    fn set_reason(&self, r: impl Into<String>) {
+        let mut slot = self.reason.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(r.into());
+        }
+    }
+
+    /// Moves what the session wants sent into the outbox.
+    fn flush_session(&self) {
+        let out = self.session.borrow_mut().take_output();
+        if !out.is_empty() {
+            self.outbox.push_control(out.freeze());
+        }
+    }
+}
+
+/// Serves one accepted connection until it closes.
+pub(crate) async fn serve(core: Rc<Core>, _io: Io, stream: Stream, peer: SocketAddr, id: u64) {
+    core.connections.set(core.connections.get() + 1);
+    tracing::info!(%peer, core = core.index, conn = id, "accepted");
+    let cfg = &core.config;
+    let session_cfg = ServerConfig {
+        chunk_size: cfg.chunk_size,
+        reader: ReaderConfig {
+            max_message_len: cfg.max_message_size,
+            ..ReaderConfig::default()
+        },
+        // Outputs are queued between shared frames and sometimes out of call order (the
+        // writer accepts a waiting play): every message must stand alone.
+        compress_headers: false,
+        ..ServerConfig::default()
+    };
+    let seed = id ^ ((core.index as u64) << 48) ^ 0x5DEE_CE66_D1CE_4E5B;
+    let epoch = core.started.elapsed().as_millis() as u32;
+    let conn = Rc::new(Conn {
+        peer,
+        session: RefCell::new(Server::new(session_cfg, seed, epoch)),
+        outbox: Outbox::new(
+            cfg.player_queue_bytes,
+            cfg.slow_player_timeout,
+            !cfg.gop_cache,
+        ),
+        role: RefCell::new(Role::Idle),
+        reason: RefCell::new(None),
+        unpublished_at: Cell::new(None),
+        waiting_since: Cell::new(None),
+        written: Cell::new(0),
+        core: core.clone(),
+    });
+    let stream = Rc::new(stream);
+    let writer = runtime::spawn(write_loop(conn.clone(), stream.clone()));
+    // Closing the outbox (slow player, takeover, shutdown) shuts the socket down, which
+    // ends a read or write in flight.
+    let watchdog = {
+        let (conn, stream) = (conn.clone(), stream.clone());
+        runtime::spawn(async move {
+            conn.outbox.closed().await;
+            stream.shutdown_both();
+        })
+    };
+
+    read_loop(&conn, &stream).await;
+
+    // Clean up whatever the connection was doing.
+    {
+        let mut s = conn.session.borrow_mut();
+        s.handle_close();
+        while s.poll_event().is_some() {}
+    }
+    leave(&conn);
+    conn.outbox.close();
+    let _ = writer.await;
+    watchdog.abort();
+    core.connections.set(core.connections.get().saturating_sub(1));
+    let (bytes_in, _) = conn.session.borrow().byte_counts();
+    let bytes_out = conn.written.get();
+    tracing::info!(
+        peer = %conn.peer,
+        conn = id,
+        reason = conn.reason.borrow().as_deref().unwrap_or("closed"),
+        bytes_in,
+        bytes_out,
+        dropped = conn.outbox.dropped(),
+        "closed"
+    );
+}
+
+/// Leaves the hub: unpublishes a publisher, removes a player.
+fn leave(conn: &Conn) {
+    let role = std::mem::replace(&mut *conn.role.borrow_mut(), Role::Idle);
+    let mut hub = conn.core.hub.borrow_mut();
+    match role {
+        Role::Publisher { key, id } => {
+            hub.unpublish(&key, id);
+            tracing::info!(peer = %conn.peer, stream = %key, "unpublished");
+        }
+        Role::Player { key, .. } => hub.leave(&key, &conn.outbox),
+        Role::Idle => {}
+    }
+}
+
+async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
+    let cfg = &conn.core.config;
+    let start = Instant::now();
+    let handshake_deadline = start + cfg.handshake_timeout;
+    let mut connected = false;
+    let mut inbuf = BytesMut::with_capacity(READ_SIZE);
+    let mut rbuf = Vec::with_capacity(READ_SIZE);
+    loop {
+        let deadline = if connected {
+            Instant::now() + cfg.idle_timeout
+        } else {
+            handshake_deadline
+        };
+        let (res, buf) = match timeout_at(deadline.into(), stream.read(rbuf)).await {
+            Ok(r) => r,
+            Err(_) => {
+                conn.set_reason(if connected {
+                    "idle timeout"
+                } else {
+                    "handshake timeout"
+                });
+                return;
+            }
+        };
+        rbuf = buf;
+        let n = match res {
+            Ok(0) => {
+                conn.set_reason("peer closed");
+                return;
+            }
+            Ok(n) => n,
+            Err(e) => {
+                conn.set_reason(format!("read: {e}"));
+                return;
+            }
+        };
+        // Reserve for a large chunk the reader announced, so the buffer grows once.
+        inbuf.extend_from_slice(&rbuf[..n]);
+        let now = Instant::now();
+        let now_ms = now.duration_since(start).as_millis() as u64;
+        let result = conn.session.borrow_mut().handle_input(&mut inbuf, now_ms);
+        if let Err(e) = result {
+            conn.set_reason(format!("protocol error: {e}"));
+            tracing::warn!(peer = %conn.peer, "closing: {e}");
+            return;
+        }
+        loop {
+            let ev = conn.session.borrow_mut().poll_event();
+            let Some(ev) = ev else { break };
+            if let Event::Connected { .. } = ev {
+                connected = true;
+            }
+            if !handle_event(conn, ev, now) {
+                conn.flush_session();
+                conn.core.hub.borrow_mut().flush();
+                return;
+            }
+        }
+        conn.flush_session();
+        conn.core.hub.borrow_mut().flush();
+        if conn.outbox.is_closed() {
+            conn.set_reason("closed by server");
+            return;
+        }
+    }
+}
+
+/// Acts on one session event. Returns false when the connection must close.
+fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
+    match ev {
+        Event::Connected { app, tc_url, .. } => {
+            tracing::debug!(peer = %conn.peer, %app, tc_url = tc_url.as_deref().unwrap_or(""), "connect");
+        }
+        Event::PublishRequested {
+            stream_id,
+            app,
+            stream,
+            ..
+        } => {
+            let key = format!("{app}/{stream}");
+            if *conn.role.borrow() != Role::Idle || conn.core.shutting_down.get() {
+                conn.session.borrow_mut().reject_publish(
+                    stream_id,
+                    status::PUBLISH_REJECTED,
+                    "this connection is already publishing or playing",
+                );
+                return true;
+            }
+            let result = conn
+                .core
+                .hub
+                .borrow_mut()
+                .publish(&key, conn.outbox.clone(), now);
+            match result {
+                Ok(id) => {
+                    conn.session.borrow_mut().accept_publish(stream_id);
+                    *conn.role.borrow_mut() = Role::Publisher { key: key.clone(), id };
+                    tracing::info!(peer = %conn.peer, stream = %key, "publish");
+                }
+                Err(PublishError::InUse) => {
+                    conn.session.borrow_mut().reject_publish(
+                        stream_id,
+                        status::PUBLISH_BAD_NAME,
+                        &format!("{key} is already being published"),
+                    );
+                    tracing::info!(peer = %conn.peer, stream = %key, "publish refused: name in use");
+                    conn.set_reason("publish refused: name in use");
+                    return false;
+                }
+            }
+        }
+        Event::Metadata {
+            timestamp, body, ..
+        } => {
+            if let Role::Publisher { key, id } = &*conn.role.borrow() {
+                let f = Frame::metadata(timestamp, body, conn.core.config.chunk_size);
+                conn.core.hub.borrow_mut().push(key, *id, f, now);
+            }
+        }
+        Event::Media { media, .. } => {
+            if let Role::Publisher { key, id } = &*conn.role.borrow() {
+                let f = Frame::media(
+                    media.kind,
+                    media.timestamp,
+                    media.payload,
+                    conn.core.config.chunk_size,
+                );
+                conn.core.hub.borrow_mut().push(key, *id, f, now);
+            }
+        }
+        Event::Unpublished { .. } | Event::PlayStopped { .. } => leave(conn),
+        Event::PlayRequested {
+            stream_id,
+            app,
+            stream,
+            ..
+        } => {
+            if *conn.role.borrow() != Role::Idle || conn.core.shutting_down.get() {
+                conn.session
+                    .borrow_mut()
+                    .reject_play_with(stream_id, "NetStream.Play.Failed", "already busy");
+                return true;
+            }
+            let key = format!("{app}/{stream}");
+            *conn.role.borrow_mut() = Role::Player {
+                key: key.clone(),
+                stream_id,
+            };
+            // Session output so far (createStream's answer) goes before the start marker.
+            conn.flush_session();
+            let live = conn
+                .core
+                .hub
+                .borrow_mut()
+                .play(&key, conn.outbox.clone(), now);
+            if !live {
+                conn.waiting_since.set(Some(now));
+                // Wake the writer so it arms the play_wait timer.
+                conn.outbox.wake();
+            }
+            tracing::info!(peer = %conn.peer, stream = %key, live, "play");
+        }
+        Event::UnknownCommand { command } => {
+            tracing::debug!(peer = %conn.peer, command = %command.name, "unknown command");
+        }
+        _ => {}
+    }
+    true
+}
+
+/// Drains the outbox: one vectored write per batch; acts on player events in order.
+async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
+    let cfg = conn.core.config.clone();
+    loop {
+        // A player waiting for a publisher, or for one to come back, has a deadline.
+        let deadline = match (conn.waiting_since.get(), conn.unpublished_at.get()) {
+            (Some(t), _) => Some(t + cfg.play_wait),
+            (None, Some(t)) => Some(t + cfg.republish_wait),
+            _ => None,
+        };
+        let timed_out = match deadline {
+            Some(d) => {
+                tokio::select! {
+                    _ = conn.outbox.ready() => false,
+                    _ = sleep_until(d.into()) => true,
+                }
+            }
+            None => {
+                conn.outbox.ready().await;
+                false
+            }
+        };
+        let items = conn.outbox.take();
+        let mut bufs: Vec<Bytes> = Vec::with_capacity(items.len() + 1);
+        let mut close_after = false;
+        let stream_id = match &*conn.role.borrow() {
+            Role::Player { stream_id, .. } => *stream_id,
+            _ => 1,
+        };
+        for item in items {
+            match item {
+                Item::Control(b) => bufs.push(b),
+                Item::Frame(f) => bufs.push(f.rtmp_for(stream_id, cfg.chunk_size)),
+                Item::Event(e) => {
+                    let mut s = conn.session.borrow_mut();
+                    match e {
+                        PlayerEvent::Start => {
+                            conn.waiting_since.set(None);
+                            conn.unpublished_at.set(None);
+                            s.accept_play(stream_id);
+                        }
+                        PlayerEvent::Unpublished => {
+                            conn.unpublished_at.set(Some(Instant::now()));
+                            s.notify_unpublished(stream_id);
+                        }
+                        PlayerEvent::Republished => {
+                            conn.unpublished_at.set(None);
+                            s.notify_published(stream_id);
+                        }
+                        PlayerEvent::Shutdown => {
+                            s.stop_play(stream_id);
+                            close_after = true;
+                        }
+                    }
+                    let out = s.take_output();
+                    if !out.is_empty() {
+                        bufs.push(out.freeze());
+                    }
+                }
+            }
+        }
+        if timed_out {
+            let mut s = conn.session.borrow_mut();
+            if conn.waiting_since.get().is_some() {
+                s.reject_play(stream_id, "No such stream is being published.");
+                conn.set_reason("play: stream not found");
+            } else {
+                s.stop_play(stream_id);
+                conn.set_reason("play: publisher did not come back");
+            }
+            let out = s.take_output();
+            bufs.push(out.freeze());
+            close_after = true;
+        }
+        let closed = conn.outbox.is_closed();
+        if !bufs.is_empty() {
+            let n: usize = bufs.iter().map(Bytes::len).sum();
+            conn.written.set(conn.written.get() + n as u64);
+            if let Err(e) = stream.writev_all(bufs).await {
+                conn.set_reason(format!("write: {e}"));
+                conn.outbox.close();
+                return;
+            }
+            conn.outbox.drained();
+        }
+        if close_after {
+            conn.set_reason("closed by server");
+            conn.outbox.close();
+            return;
+        }
+        if closed {
+            if conn.outbox.dropped() > 0 && conn.reason.borrow().is_none() {
+                conn.set_reason("slow player");
+            }
+            return;
+        }
+    }
+}
