@@ -216,7 +216,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     match num.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(Duration::from_secs_f64(v * unit)),
-        _ => Err(format!("invalid duration {text:?} (write e.g. 5s, 500ms, 2m)")),
+        _ => Err(format!(
+            "invalid duration {text:?} (write e.g. 5s, 500ms, 2m)"
+        )),
     }
 }
 

@@ -27,8 +27,8 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-pub mod flv;
 pub mod config;
+pub mod flv;
 pub mod hub;
 pub mod rtmp;
 pub mod runtime;

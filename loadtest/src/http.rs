@@ -7,9 +7,9 @@ use ringcast::flv::{Item, Reader, TagType};
 use ringcast::rtmp::session::MediaKind;
 use tokio::time::timeout_at;
 
-use ringcast::runtime::Stream;
 use crate::player::{Ctx, PATIENCE, Sink, io_end, read_deadline};
 use crate::report::End;
+use ringcast::runtime::Stream;
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 16 * 1024;

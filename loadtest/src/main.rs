@@ -22,11 +22,11 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use mimalloc::MiMalloc;
 
-use ringcast::runtime::Io;
 use crate::player::Ctx;
 use crate::publisher::{Published, Synth};
 use crate::report::{Harness, Percentiles, Players, Report, ThreadStats, Totals, histogram};
 use crate::target::Target;
+use ringcast::runtime::Io;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;

@@ -9,10 +9,10 @@ use ringcast::rtmp::session::MediaKind;
 use ringcast::rtmp::session::client::{Client, ClientConfig, Event, Intent};
 use tokio::time::timeout_at;
 
-use ringcast::runtime::{Io, Stream};
 use crate::report::{End, PlayerTally, ThreadStats, bump};
 use crate::stamp::{self, Check};
 use crate::target::{Scheme, Target};
+use ringcast::runtime::{Io, Stream};
 
 /// How long connecting, the handshake and the start of playback may take, and how long the
 /// stream may stay silent, before a player gives up.

@@ -12,9 +12,9 @@ use ringcast::rtmp::session::client::{Client, ClientConfig, Event, Intent};
 use ringcast::rtmp::session::{Media, MediaKind};
 use tokio::time::{sleep_until, timeout_at};
 
-use ringcast::runtime::{Io, Stream, spawn};
 use crate::stamp::{self, Stamp};
 use crate::target::Target;
+use ringcast::runtime::{Io, Stream, spawn};
 
 /// An AVCDecoderConfigurationRecord as an FLV video tag body (keyframe, AVC, sequence
 /// header): High profile, level 3.1, 1280x720, made by x264 (a real SPS and PPS).

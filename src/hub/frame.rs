@@ -46,7 +46,14 @@ impl Frame {
             MediaKind::Audio => (false, flv::is_audio_sequence_header(&payload)),
             MediaKind::Data => (false, false),
         };
-        let rtmp = encode(kind.csid(), kind.type_id(), timestamp, &payload, chunk_size, PLAYER_STREAM_ID);
+        let rtmp = encode(
+            kind.csid(),
+            kind.type_id(),
+            timestamp,
+            &payload,
+            chunk_size,
+            PLAYER_STREAM_ID,
+        );
         Arc::new(Frame {
             kind,
             timestamp,
@@ -60,7 +67,14 @@ impl Frame {
 
     /// The stream's metadata (an `"onMetaData", {...}` AMF0 body).
     pub fn metadata(timestamp: u32, body: Bytes, chunk_size: u32) -> Arc<Frame> {
-        let rtmp = encode(csid::DATA, type_id::DATA, timestamp, &body, chunk_size, PLAYER_STREAM_ID);
+        let rtmp = encode(
+            csid::DATA,
+            type_id::DATA,
+            timestamp,
+            &body,
+            chunk_size,
+            PLAYER_STREAM_ID,
+        );
         Arc::new(Frame {
             kind: MediaKind::Data,
             timestamp,
@@ -88,11 +102,25 @@ impl Frame {
         } else {
             (self.kind.csid(), self.kind.type_id())
         };
-        encode(csid, ty, self.timestamp, &self.payload, chunk_size, stream_id)
+        encode(
+            csid,
+            ty,
+            self.timestamp,
+            &self.payload,
+            chunk_size,
+            stream_id,
+        )
     }
 }
 
-fn encode(csid: u32, type_id: u8, timestamp: u32, payload: &Bytes, chunk_size: u32, stream_id: u32) -> Bytes {
+fn encode(
+    csid: u32,
+    type_id: u8,
+    timestamp: u32,
+    payload: &Bytes,
+    chunk_size: u32,
+    stream_id: u32,
+) -> Bytes {
     let msg = chunk::Message {
         csid,
         timestamp,
@@ -100,7 +128,8 @@ fn encode(csid: u32, type_id: u8, timestamp: u32, payload: &Bytes, chunk_size: u
         stream_id,
         payload: payload.clone(),
     };
-    let mut out = BytesMut::with_capacity(payload.len() + 16 + payload.len() / chunk_size.max(1) as usize);
+    let mut out =
+        BytesMut::with_capacity(payload.len() + 16 + payload.len() / chunk_size.max(1) as usize);
     chunk::encode_shared(&msg, chunk_size, &mut out);
     out.freeze()
 }

@@ -217,7 +217,12 @@ impl Hub {
 
     /// Starts publishing `key` from a local connection whose outbox is `kick` (closed on
     /// takeover). Returns the publisher id to pass to [`Hub::push`] and [`Hub::unpublish`].
-    pub fn publish(&mut self, key: &str, kick: Rc<Outbox>, now: Instant) -> Result<u64, PublishError> {
+    pub fn publish(
+        &mut self,
+        key: &str,
+        kick: Rc<Outbox>,
+        now: Instant,
+    ) -> Result<u64, PublishError> {
         if self.directory.contains_key(key) {
             return Err(PublishError::InUse);
         }
@@ -359,7 +364,8 @@ impl Hub {
         let Some(s) = self.streams.get_mut(key) else {
             return;
         };
-        s.players.retain(|p| !Rc::ptr_eq(p, player) && !p.is_closed());
+        s.players
+            .retain(|p| !Rc::ptr_eq(p, player) && !p.is_closed());
         if s.players.is_empty() {
             if let Source::Remote(owner) = s.source {
                 s.source = Source::None;

@@ -40,8 +40,18 @@ fn audio(ts: u32) -> Arc<Frame> {
 fn headers() -> Vec<Arc<Frame>> {
     vec![
         Frame::metadata(0, Bytes::from_static(b"\x02\x00\x0aonMetaData\x05"), 4096),
-        Frame::media(MediaKind::Video, 0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1]), 4096),
-        Frame::media(MediaKind::Audio, 0, Bytes::from_static(&[0xAF, 0, 0x12, 0x10]), 4096),
+        Frame::media(
+            MediaKind::Video,
+            0,
+            Bytes::from_static(&[0x17, 0, 0, 0, 0, 1]),
+            4096,
+        ),
+        Frame::media(
+            MediaKind::Audio,
+            0,
+            Bytes::from_static(&[0xAF, 0, 0x12, 0x10]),
+            4096,
+        ),
     ]
 }
 
@@ -142,7 +152,10 @@ fn gop_cache_caps_empty_it_until_the_next_keyframe() {
     h.push("live/a", id, video(1233, true, 100), now);
     let q = outbox();
     h.play("live/a", q.clone(), now);
-    assert_eq!(drain(&q), vec!["Start", "meta", "Videohdr", "Audiohdr", "K1233"]);
+    assert_eq!(
+        drain(&q),
+        vec!["Start", "meta", "Videohdr", "Audiohdr", "K1233"]
+    );
 }
 
 #[test]
@@ -161,7 +174,10 @@ fn slow_player_skips_to_the_next_keyframe_and_is_closed_if_it_stays_behind() {
         drain(&fast);
     }
     let queued = drain(&slow);
-    assert!(queued.is_empty(), "frames before the overflow dropped: {queued:?}");
+    assert!(
+        queued.is_empty(),
+        "frames before the overflow dropped: {queued:?}"
+    );
     assert!(slow.dropped() >= 4);
     // A keyframe ends the skip: whole GOPs only.
     h.push("live/a", id, video(200, true, 1000), now);
@@ -226,7 +242,10 @@ fn players_on_another_core_get_the_stream_through_one_subscription() {
     let peers = vec![tx0, tx1];
     let mut a = hub(0, peers.clone());
     let mut b = hub(1, peers);
-    let pump = |a: &mut Hub, b: &mut Hub, rx0: &mut mpsc::Receiver<CoreMsg>, rx1: &mut mpsc::Receiver<CoreMsg>| {
+    let pump = |a: &mut Hub,
+                b: &mut Hub,
+                rx0: &mut mpsc::Receiver<CoreMsg>,
+                rx1: &mut mpsc::Receiver<CoreMsg>| {
         let mut moved = true;
         while moved {
             moved = false;
@@ -260,7 +279,9 @@ fn players_on_another_core_get_the_stream_through_one_subscription() {
     assert!(b.play("live/x", late.clone(), now));
     assert_eq!(
         drain(&late),
-        vec!["Start", "meta", "Videohdr", "Audiohdr", "K66", "70", "100", "101"]
+        vec![
+            "Start", "meta", "Videohdr", "Audiohdr", "K66", "70", "100", "101"
+        ]
     );
     // A publisher for the same name on core 1 is refused: core 0 owns it.
     assert_eq!(b.publish("live/x", outbox(), now), Err(PublishError::InUse));

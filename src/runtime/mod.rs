@@ -283,7 +283,10 @@ mod tests {
             Bytes::from_static(b"fgh"),
         ];
         advance(&mut v, 4);
-        assert_eq!(v, vec![Bytes::from_static(b"e"), Bytes::from_static(b"fgh")]);
+        assert_eq!(
+            v,
+            vec![Bytes::from_static(b"e"), Bytes::from_static(b"fgh")]
+        );
         advance(&mut v, 4);
         assert!(v.is_empty());
     }
@@ -291,8 +294,14 @@ mod tests {
     #[test]
     fn reuseport_listeners_share_one_port() {
         let ls = reuseport_listeners("127.0.0.1:0".parse().expect("addr"), 3).expect("bind");
-        let ports: Vec<u16> = ls.iter().map(|l| l.local_addr().expect("addr").port()).collect();
-        assert!(ports[0] != 0 && ports.iter().all(|&p| p == ports[0]), "{ports:?}");
+        let ports: Vec<u16> = ls
+            .iter()
+            .map(|l| l.local_addr().expect("addr").port())
+            .collect();
+        assert!(
+            ports[0] != 0 && ports.iter().all(|&p| p == ports[0]),
+            "{ports:?}"
+        );
     }
 
     /// tokio-uring and tokio move the same bytes through the same seam.
@@ -310,7 +319,10 @@ mod tests {
                 let l = Listener::from_std(io, std_l).expect("listener");
                 let server = spawn(async move {
                     let (s, _) = l.accept().await.expect("accept");
-                    let parts = vec![Bytes::from_static(b"hello "), Bytes::from(vec![b'x'; 100_000])];
+                    let parts = vec![
+                        Bytes::from_static(b"hello "),
+                        Bytes::from(vec![b'x'; 100_000]),
+                    ];
                     s.writev_all(parts).await.expect("writev");
                     s.shutdown_write();
                 });

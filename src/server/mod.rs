@@ -88,7 +88,10 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
     let hub_config = HubConfig {
         gop_cache: config.gop_cache,
         gop_cache_max_bytes: config.gop_cache_max_bytes,
-        gop_cache_max_ms: config.gop_cache_max_duration.as_millis().min(u128::from(u32::MAX)) as u32,
+        gop_cache_max_ms: config
+            .gop_cache_max_duration
+            .as_millis()
+            .min(u128::from(u32::MAX)) as u32,
         takeover: config.publish_conflict == PublishConflict::Takeover,
         player_queue_bytes: config.player_queue_bytes,
         slow_player_timeout: config.slow_player_timeout,

@@ -118,7 +118,8 @@ pub(crate) async fn serve(core: Rc<Core>, _io: Io, stream: Stream, peer: SocketA
     conn.outbox.close();
     let _ = writer.await;
     watchdog.abort();
-    core.connections.set(core.connections.get().saturating_sub(1));
+    core.connections
+        .set(core.connections.get().saturating_sub(1));
     let (bytes_in, _) = conn.session.borrow().byte_counts();
     let bytes_out = conn.written.get();
     tracing::info!(
@@ -242,7 +243,10 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             match result {
                 Ok(id) => {
                     conn.session.borrow_mut().accept_publish(stream_id);
-                    *conn.role.borrow_mut() = Role::Publisher { key: key.clone(), id };
+                    *conn.role.borrow_mut() = Role::Publisher {
+                        key: key.clone(),
+                        id,
+                    };
                     tracing::info!(peer = %conn.peer, stream = %key, "publish");
                 }
                 Err(PublishError::InUse) => {
@@ -284,9 +288,11 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             ..
         } => {
             if *conn.role.borrow() != Role::Idle || conn.core.shutting_down.get() {
-                conn.session
-                    .borrow_mut()
-                    .reject_play_with(stream_id, "NetStream.Play.Failed", "already busy");
+                conn.session.borrow_mut().reject_play_with(
+                    stream_id,
+                    "NetStream.Play.Failed",
+                    "already busy",
+                );
                 return true;
             }
             let key = format!("{app}/{stream}");
