@@ -1,0 +1,376 @@
+//! The real `ringcast` binary on loopback ports, driven by real clients: ffmpeg publishes
+//! (H.264 with B-frames + AAC); ffprobe, ffmpeg and rtmpdump play. scripts/test installs
+//! ffmpeg and rtmpdump. Every process a test starts is stopped by the test.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use ringcast::flv::{self, Item, TagType};
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The server binary with its log captured.
+struct Ringcast {
+    proc: Proc,
+    rtmp: SocketAddr,
+    log: Arc<(Mutex<String>, Condvar)>,
+}
+
+impl Ringcast {
+    fn start(args: &[&str]) -> Ringcast {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+            .args([
+                "--rtmp",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--log",
+                "info",
+            ])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ringcast");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new((Mutex::new(String::new()), Condvar::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let (m, c) = &*sink;
+                let mut s = m.lock().expect("log lock");
+                s.push_str(&line);
+                s.push('\n');
+                c.notify_all();
+            }
+        });
+        let mut rc = Ringcast {
+            proc: Proc(child),
+            rtmp: "127.0.0.1:1".parse().expect("addr"),
+            log,
+        };
+        let line = rc.wait_log("listening", Duration::from_secs(10));
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("rtmp="))
+            .expect("rtmp address in the listening line");
+        rc.rtmp = addr.parse().expect("rtmp address");
+        rc
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        let (m, c) = &*self.log;
+        let give_up = Instant::now() + timeout;
+        let mut s = m.lock().expect("log lock");
+        loop {
+            if let Some(line) = s.lines().find(|l| l.contains(needle)) {
+                return line.to_owned();
+            }
+            let left = give_up.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no log line with {needle:?} in:\n{s}");
+            s = c.wait_timeout(s, left).expect("log lock").0;
+        }
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("rtmp://{}/live/{name}", self.rtmp)
+    }
+
+    /// SIGTERM, then the exit status (bounded).
+    fn terminate(mut self) -> ExitStatus {
+        let pid = self.proc.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let give_up = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.proc.0.try_wait().expect("wait") {
+                return st;
+            }
+            assert!(
+                Instant::now() < give_up,
+                "ringcast did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// ffmpeg publishing `seconds` of a generated H.264 (B-frames) + AAC stream in real time.
+fn publish(url: &str, seconds: u32) -> Proc {
+    Proc(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-t", &seconds.to_string()])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-bf",
+                "2",
+                "-g",
+                "25",
+            ])
+            .args(["-c:a", "aac", "-f", "flv", url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg installed (scripts/test installs it)"),
+    )
+}
+
+fn run(cmd: &mut Command, timeout: Duration) -> (bool, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let give_up = Instant::now() + timeout;
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            let mut out = String::new();
+            if let Some(mut o) = child.stdout.take() {
+                let _ = o.read_to_string(&mut out);
+            }
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut out);
+            }
+            return (st.success(), out);
+        }
+        if Instant::now() >= give_up {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (false, "timed out".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Checks a recorded FLV: metadata, both sequence headers, and video starting on a keyframe.
+fn check_flv(path: &std::path::Path) {
+    let data = std::fs::read(path).expect("output file");
+    let mut buf = BytesMut::from(&data[..]);
+    let mut r = flv::Reader::default();
+    let mut tags = Vec::new();
+    while let Some(item) = r.read(&mut buf).expect("valid FLV") {
+        if let Item::Tag(t) = item {
+            tags.push(t);
+        }
+    }
+    let video: Vec<_> = tags
+        .iter()
+        .filter(|t| t.tag_type == TagType::Video)
+        .collect();
+    let audio: Vec<_> = tags
+        .iter()
+        .filter(|t| t.tag_type == TagType::Audio)
+        .collect();
+    assert!(
+        video.len() > 10,
+        "{} video tags in {}",
+        video.len(),
+        path.display()
+    );
+    assert!(
+        flv::is_video_sequence_header(&video[0].data),
+        "video starts with its sequence header"
+    );
+    assert!(flv::is_video_keyframe(&video[1].data), "then a keyframe");
+    assert!(
+        audio.iter().any(|a| flv::is_audio_sequence_header(&a.data)),
+        "AAC sequence header"
+    );
+    assert!(
+        tags.iter().any(|t| t.tag_type == TagType::Script),
+        "metadata"
+    );
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("ringcast-test-{}-{name}", std::process::id()))
+}
+
+fn interop(args: &[&str], tag: &str) {
+    let rc = Ringcast::start(args);
+    let url = rc.url(tag);
+    let _publisher = publish(&url, 30);
+    rc.wait_log("publish", Duration::from_secs(15));
+
+    let (ok, out) = run(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+            &url,
+        ]),
+        Duration::from_secs(15),
+    );
+    assert!(
+        ok && out.contains("h264") && out.contains("aac"),
+        "ffprobe: {out}"
+    );
+
+    let f1 = tmp(&format!("{tag}-ffmpeg.flv"));
+    let (ok, out) = run(
+        Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                &url,
+                "-t",
+                "2",
+            ])
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(&f1),
+        Duration::from_secs(20),
+    );
+    assert!(ok, "ffmpeg play: {out}");
+    check_flv(&f1);
+
+    // rtmpdump does not end a live play by itself: bound it with SIGINT.
+    let f2 = tmp(&format!("{tag}-rtmpdump.flv"));
+    let _ = run(
+        Command::new("timeout")
+            .args(["-s", "INT", "3", "rtmpdump", "-q", "-v", "-r", &url, "-o"])
+            .arg(&f2),
+        Duration::from_secs(15),
+    );
+    check_flv(&f2);
+
+    // SIGTERM with a player connected: a clean exit.
+    let mut player = Proc(
+        Command::new("rtmpdump")
+            .args(["-q", "-v", "-r", &url, "-o", "/dev/null"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rtmpdump"),
+    );
+    rc.wait_log("play", Duration::from_secs(10));
+    let status = rc.terminate();
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while player.0.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < give_up, "the player was not disconnected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_file(f1);
+    let _ = std::fs::remove_file(f2);
+}
+
+#[test]
+fn real_clients_publish_and_play_on_two_cores() {
+    interop(&["--cores", "2"], "two-cores");
+}
+
+#[test]
+fn real_clients_publish_and_play_on_epoll() {
+    interop(&["--cores", "2", "--io", "epoll"], "epoll");
+}
+
+#[test]
+fn unknown_stream_duplicate_publish_and_garbage() {
+    let conf = tmp("stream-life.toml");
+    std::fs::write(&conf, "play_wait = \"1s\"\nrepublish_wait = \"2s\"\n").expect("config");
+    let rc = Ringcast::start(&["--cores", "1", "--config", conf.to_str().expect("path")]);
+
+    // A player of a stream nobody publishes gets StreamNotFound after play_wait.
+    let started = Instant::now();
+    let (ok, out) = run(
+        Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-i",
+                &rc.url("nobody"),
+                "-t",
+                "1",
+            ])
+            .args(["-f", "null", "-"]),
+        Duration::from_secs(20),
+    );
+    assert!(!ok, "playing an unknown stream must fail: {out}");
+    rc.wait_log("stream not found", Duration::from_secs(5));
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // A second publisher of a name in use is refused; the first goes on.
+    let url = rc.url("taken");
+    let _first = publish(&url, 30);
+    rc.wait_log("publish peer", Duration::from_secs(15));
+    let (ok, _) = run(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-loglevel", "error", "-re", "-f", "lavfi"])
+            .args([
+                "-i",
+                "testsrc=size=64x64:rate=10",
+                "-t",
+                "5",
+                "-c:v",
+                "libx264",
+            ])
+            .args(["-f", "flv", &url]),
+        Duration::from_secs(20),
+    );
+    assert!(!ok, "the second publisher must be refused");
+    rc.wait_log("name in use", Duration::from_secs(5));
+
+    // Garbage on a connection closes that connection only.
+    let mut junk = TcpStream::connect(rc.rtmp).expect("connect");
+    junk.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    junk.write_all(&[0x03; 1]).expect("c0");
+    junk.write_all(&vec![0xA5; 1536 * 2]).expect("c1 c2");
+    junk.write_all(&[0xFF; 4096]).expect("garbage");
+    let mut b = [0u8; 65536];
+    let mut closed = false;
+    for _ in 0..100 {
+        match junk.read(&mut b) {
+            Ok(0) | Err(_) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    assert!(
+        closed,
+        "the server must close a connection that sends garbage"
+    );
+    rc.wait_log("protocol error", Duration::from_secs(5));
+    let (ok, out) = run(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+            &url,
+        ]),
+        Duration::from_secs(15),
+    );
+    assert!(ok && out.contains("h264"), "the stream goes on: {out}");
+    assert_eq!(rc.terminate().code(), Some(0));
+    let _ = std::fs::remove_file(conf);
+}
