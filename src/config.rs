@@ -257,3 +257,26 @@ mod tests {
         assert!(e.to_string().contains("rtmp"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// examples/ringcast.toml documents every key with its default.
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let text = include_str!("../examples/ringcast.toml");
+        assert_eq!(
+            Config::from_toml(text).expect("example parses"),
+            Config::default()
+        );
+        let defaults = Config::default().to_toml();
+        for line in defaults.lines() {
+            let key = line.split('=').next().unwrap_or("").trim();
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{key} ="))),
+                "examples/ringcast.toml lacks `{key}`"
+            );
+        }
+    }
+}

@@ -37,6 +37,8 @@ pub struct Ctx {
 /// The measurements of one player, fed by either protocol.
 pub(crate) struct Sink {
     pub(crate) t0: Instant,
+    /// `t0` on CLOCK_REALTIME, ns: frames sent before it were replayed from a cache.
+    t0_ns: u64,
     pub(crate) started: bool,
     tally: PlayerTally,
     pub(crate) last_media: Option<Instant>,
@@ -59,6 +61,7 @@ impl Sink {
     fn new(ctx: &Ctx) -> Sink {
         Sink {
             t0: Instant::now(),
+            t0_ns: realtime_ns(),
             started: false,
             tally: PlayerTally::default(),
             last_media: None,
@@ -125,7 +128,9 @@ impl Sink {
                 if matches!(check, Check::Corrupt(_)) {
                     self.tally.corrupt += 1;
                     errors += 1;
-                } else {
+                } else if s.send_ns >= self.t0_ns {
+                    // Live frames only: a GOP cache replays frames sent before the player
+                    // connected, and their age is the cache's, not the delivery latency.
                     let lat = realtime_ns().saturating_sub(s.send_ns) / 1000;
                     h.latency.saturating_record(lat.max(1));
                 }

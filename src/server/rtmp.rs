@@ -16,8 +16,11 @@ use crate::rtmp::session::server::{Event, Server, ServerConfig};
 use crate::rtmp::session::status;
 use crate::runtime::{self, Io, Stream};
 
-/// Socket read size.
-const READ_SIZE: usize = 64 * 1024;
+/// Socket read size for publishers, which send the media.
+const PUBLISHER_READ: usize = 64 * 1024;
+/// Socket read size for everyone else: players send only commands, acknowledgements and
+/// pings, and thousands of them must stay small (the goal is < 16 KiB per player).
+const PLAYER_READ: usize = 2 * 1024;
 
 /// What the connection is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,9 +155,13 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
     let start = Instant::now();
     let handshake_deadline = start + cfg.handshake_timeout;
     let mut connected = false;
-    let mut inbuf = BytesMut::with_capacity(READ_SIZE);
-    let mut rbuf = Vec::with_capacity(READ_SIZE);
+    let mut inbuf = BytesMut::new();
+    let mut rbuf = Vec::with_capacity(PLAYER_READ);
     loop {
+        if rbuf.capacity() < PUBLISHER_READ && matches!(*conn.role.borrow(), Role::Publisher { .. })
+        {
+            rbuf = Vec::with_capacity(PUBLISHER_READ);
+        }
         let deadline = if connected {
             Instant::now() + cfg.idle_timeout
         } else {
@@ -183,7 +190,6 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
                 return;
             }
         };
-        // Reserve for a large chunk the reader announced, so the buffer grows once.
         inbuf.extend_from_slice(&rbuf[..n]);
         let now = Instant::now();
         let now_ms = now.duration_since(start).as_millis() as u64;
