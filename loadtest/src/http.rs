@@ -5,11 +5,9 @@ use std::time::Instant;
 use bytes::{Buf, BytesMut};
 use ringcast::flv::{Item, Reader, TagType};
 use ringcast::rtmp::session::MediaKind;
-use tokio::time::timeout_at;
 
-use crate::player::{Ctx, PATIENCE, Sink, io_end, read_deadline};
+use crate::player::{Ctx, Sink, connect, io_end, read_some};
 use crate::report::End;
-use ringcast::runtime::Stream;
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -93,11 +91,9 @@ fn parse_head(head: &[u8]) -> Option<(u16, bool)> {
 
 /// Plays an HTTP-FLV URL until the end of the run.
 pub async fn play_http(ctx: &Ctx, sink: &mut Sink) -> End {
-    let connect = Stream::connect(ctx.io, ctx.target.addr);
-    let stream = match timeout_at((sink.t0 + PATIENCE).min(ctx.deadline).into(), connect).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return io_end(&e),
-        Err(_) => return End::TimedOut,
+    let stream = match connect(ctx, sink).await {
+        Ok(s) => s,
+        Err(end) => return end,
     };
     let req = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ringcast-loadtest\r\nAccept: */*\r\n\r\n",
@@ -113,30 +109,11 @@ pub async fn play_http(ctx: &Ctx, sink: &mut Sink) -> End {
     let mut in_body = false;
     let mut flv = Reader::default();
     loop {
-        let until = read_deadline(ctx, sink.started, sink.t0, sink.last_media);
-        let (res, buf) = match timeout_at(until.into(), stream.read(rbuf)).await {
+        let n;
+        (rbuf, n) = match read_some(ctx, sink, &stream, rbuf).await {
             Ok(r) => r,
-            Err(_) => {
-                return if Instant::now() >= ctx.deadline && sink.started {
-                    End::Clean
-                } else {
-                    End::TimedOut
-                };
-            }
+            Err(end) => return end,
         };
-        rbuf = buf;
-        let n = match res {
-            Ok(0) => {
-                return if Instant::now() >= ctx.deadline {
-                    End::Clean
-                } else {
-                    End::Reset
-                };
-            }
-            Ok(n) => n,
-            Err(e) => return io_end(&e),
-        };
-        sink.bytes(n);
         raw.extend_from_slice(&rbuf[..n]);
         if !in_body {
             let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {

@@ -52,11 +52,9 @@ enum Command {
     Run(RunArgs),
 }
 
+/// What the publisher sends.
 #[derive(Args, Clone)]
-struct PublishArgs {
-    /// rtmp://HOST:PORT/APP/STREAM
-    #[arg(long)]
-    url: String,
+struct StreamArgs {
     /// Video bit rate of the synthetic stream (e.g. 500k, 1M, 2M).
     #[arg(long, default_value = "1M", value_parser = target::bitrate)]
     bitrate: u64,
@@ -69,12 +67,32 @@ struct PublishArgs {
     /// Send AAC audio (128 kbit/s) too.
     #[arg(long)]
     audio: bool,
-    /// How long to publish.
-    #[arg(long, default_value = "60s", value_parser = target::duration)]
-    duration: Duration,
     /// Publish this FLV file in a loop instead of the synthetic stream.
     #[arg(long)]
     input: Option<std::path::PathBuf>,
+}
+
+impl StreamArgs {
+    fn synth(&self) -> Synth {
+        Synth {
+            bitrate: self.bitrate,
+            fps: self.fps,
+            gop: self.gop,
+            audio: self.audio,
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+struct PublishArgs {
+    /// rtmp://HOST:PORT/APP/STREAM
+    #[arg(long)]
+    url: String,
+    #[command(flatten)]
+    stream: StreamArgs,
+    /// How long to publish.
+    #[arg(long, default_value = "60s", value_parser = target::duration)]
+    duration: Duration,
     /// IO backend: auto, uring or epoll.
     #[arg(long, default_value = "auto")]
     io: String,
@@ -109,21 +127,8 @@ struct PlayArgs {
 struct RunArgs {
     #[command(flatten)]
     play: PlayArgs,
-    /// Video bit rate of the synthetic stream (e.g. 500k, 1M, 2M).
-    #[arg(long, default_value = "1M", value_parser = target::bitrate)]
-    bitrate: u64,
-    /// Frames per second.
-    #[arg(long, default_value_t = 30)]
-    fps: u32,
-    /// Keyframe interval.
-    #[arg(long, default_value = "2s", value_parser = target::duration)]
-    gop: Duration,
-    /// Send AAC audio (128 kbit/s) too.
-    #[arg(long)]
-    audio: bool,
-    /// Publish this FLV file in a loop instead of the synthetic stream.
-    #[arg(long)]
-    input: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    stream: StreamArgs,
     /// Publish to this URL instead of the play URL (e.g. when players use HTTP-FLV).
     #[arg(long)]
     publish_url: Option<String>,
@@ -135,14 +140,8 @@ fn main() -> anyhow::Result<()> {
         Command::Publish(a) => {
             let io = Io::detect(&a.io)?;
             let target = Target::parse(&a.url)?;
-            let synth = Synth {
-                bitrate: a.bitrate,
-                fps: a.fps,
-                gop: a.gop,
-                audio: a.audio,
-            };
             let until = Instant::now() + a.duration;
-            let p = publish(io, target, synth, a.input, until, || {
+            let p = publish(io, target, a.stream.synth(), a.stream.input, until, || {
                 eprintln!("publishing");
             })?;
             println!(
@@ -160,17 +159,12 @@ fn main() -> anyhow::Result<()> {
         Command::Run(a) => {
             let io = Io::detect(&a.play.io)?;
             let pub_target = Target::parse(a.publish_url.as_deref().unwrap_or(&a.play.url))?;
-            let synth = Synth {
-                bitrate: a.bitrate,
-                fps: a.fps,
-                gop: a.gop,
-                audio: a.audio,
-            };
+            let synth = a.stream.synth();
             // The publisher runs on its own thread until the players' run is over.
             let until = Instant::now() + a.play.duration + Duration::from_secs(12);
             let stop = Arc::new(AtomicBool::new(false));
             let (tx, rx) = mpsc::channel();
-            let input = a.input.clone();
+            let input = a.stream.input.clone();
             let publisher =
                 std::thread::Builder::new()
                     .name("publisher".into())
@@ -189,7 +183,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(Err(e)) => bail!("publisher: {e}"),
                 Err(_) => bail!("publisher did not start within 15 s"),
             }
-            let report = play(&a.play, Some(a.bitrate))?;
+            let report = play(&a.play, Some(a.stream.bitrate))?;
             stop.store(true, Ordering::Relaxed);
             finish(&a.play, &report)?;
             // The publisher stops at its own deadline; don't wait for it.

@@ -237,12 +237,47 @@ pub fn read_deadline(ctx: &Ctx, started: bool, t0: Instant, last: Option<Instant
     patience.min(ctx.deadline)
 }
 
-async fn play_rtmp(ctx: &Ctx, id: u64, sink: &mut Sink) -> End {
+/// Connects to the target within the player's patience.
+pub(crate) async fn connect(ctx: &Ctx, sink: &Sink) -> Result<Stream, End> {
     let connect = Stream::connect(ctx.io, ctx.target.addr);
-    let stream = match timeout_at((sink.t0 + PATIENCE).min(ctx.deadline).into(), connect).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return io_end(&e),
-        Err(_) => return End::TimedOut,
+    match timeout_at((sink.t0 + PATIENCE).min(ctx.deadline).into(), connect).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(io_end(&e)),
+        Err(_) => Err(End::TimedOut),
+    }
+}
+
+/// Reads once, within the run and the player's patience; counts the bytes. `Err` is how
+/// the player ends: the run is over, the server closed, or it went silent too long.
+pub(crate) async fn read_some(
+    ctx: &Ctx,
+    sink: &mut Sink,
+    stream: &Stream,
+    rbuf: Vec<u8>,
+) -> Result<(Vec<u8>, usize), End> {
+    let until = read_deadline(ctx, sink.started, sink.t0, sink.last_media);
+    let Ok((res, buf)) = timeout_at(until.into(), stream.read(rbuf)).await else {
+        return Err(if Instant::now() >= ctx.deadline && sink.started {
+            End::Clean
+        } else {
+            End::TimedOut
+        });
+    };
+    match res {
+        Ok(0) if Instant::now() >= ctx.deadline => Err(End::Clean),
+        Ok(0) => Err(End::Reset),
+        Ok(n) => {
+            sink.bytes(n);
+            Ok((buf, n))
+        }
+        Err(e) => Err(io_end(&e)),
+    }
+}
+
+async fn play_rtmp(ctx: &Ctx, id: u64, sink: &mut Sink) -> End {
+    let stream = match connect(ctx, sink).await {
+        Ok(s) => s,
+        Err(end) => return end,
     };
     let cfg = ClientConfig::new(
         &ctx.target.app,
@@ -259,30 +294,11 @@ async fn play_rtmp(ctx: &Ctx, id: u64, sink: &mut Sink) -> End {
                 return io_end(&e);
             }
         }
-        let until = read_deadline(ctx, sink.started, sink.t0, sink.last_media);
-        let (res, buf) = match timeout_at(until.into(), stream.read(rbuf)).await {
+        let n;
+        (rbuf, n) = match read_some(ctx, sink, &stream, rbuf).await {
             Ok(r) => r,
-            Err(_) => {
-                return if Instant::now() >= ctx.deadline && sink.started {
-                    End::Clean
-                } else {
-                    End::TimedOut
-                };
-            }
+            Err(end) => return end,
         };
-        rbuf = buf;
-        let n = match res {
-            Ok(0) => {
-                return if Instant::now() >= ctx.deadline {
-                    End::Clean
-                } else {
-                    End::Reset
-                };
-            }
-            Ok(n) => n,
-            Err(e) => return io_end(&e),
-        };
-        sink.bytes(n);
         inbuf.extend_from_slice(&rbuf[..n]);
         let now_ms = sink.t0.elapsed().as_millis() as u64;
         if client.handle_input(&mut inbuf, now_ms).is_err() {

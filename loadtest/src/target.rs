@@ -102,27 +102,10 @@ pub fn bitrate(s: &str) -> Result<u64, String> {
     Ok((v * mul) as u64)
 }
 
-/// Parses a duration: `60s`, `2s`, `500ms`, `1m`, `1.5s`, or plain seconds.
+/// Parses a duration: `60s`, `2s`, `500ms`, `1m`, `1.5s`, or plain seconds (the same
+/// syntax as the server's config).
 pub fn duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("bad duration {s:?} (e.g. 60s, 500ms)"))?;
-    if v.is_nan() || v < 0.0 || !v.is_finite() {
-        return Err(format!("bad duration {s:?}"));
-    }
-    Ok(Duration::from_secs_f64(v * unit))
+    ringcast::config::parse_duration(s)
 }
 
 /// Parses a ramp rate: `500/s` or `500` (players started per second).
