@@ -73,6 +73,12 @@ pub struct Config {
     /// How long a player may stay behind before it is disconnected. Default `10s`.
     #[serde(with = "humantime")]
     pub slow_player_timeout: Duration,
+    /// Gather each player's frames for up to this long and send them in one write (a send
+    /// costs about the same up to 4 KiB, so batching is what makes fan-out cheap); `0s`
+    /// writes every frame as soon as it arrives. Metadata, sequence headers and control
+    /// messages never wait. Default `50ms`.
+    #[serde(with = "humantime")]
+    pub write_coalesce: Duration,
     /// Connections one core accepts at most; more are closed at once. Default 20000.
     pub max_connections_per_core: usize,
     /// Largest RTMP message accepted, in bytes. Default 16 MiB.
@@ -104,6 +110,7 @@ impl Default for Config {
             publish_conflict: PublishConflict::Reject,
             player_queue_bytes: 8 << 20,
             slow_player_timeout: Duration::from_secs(10),
+            write_coalesce: Duration::from_millis(50),
             max_connections_per_core: 20_000,
             max_message_size: 16 << 20,
             chunk_size: 4096,
@@ -162,6 +169,9 @@ impl Config {
         }
         if self.max_connections_per_core == 0 {
             return bad("max_connections_per_core", "must be at least 1");
+        }
+        if self.write_coalesce > Duration::from_secs(1) {
+            return bad("write_coalesce", "must be at most 1s");
         }
         if self.gop_cache_max_bytes == 0 {
             return bad("gop_cache_max_bytes", "must be at least 1");

@@ -150,12 +150,16 @@ impl Stream {
         }
     }
 
-    /// Hands a live frame to every local player and the mirror's cache.
-    fn fan_out(&mut self, frame: &Arc<Frame>, now: Instant) {
+    /// Hands a live frame to every local player and the mirror's cache; players whose
+    /// writers wait for the coalescing tick go on `dirty`.
+    fn fan_out(&mut self, frame: &Arc<Frame>, now: Instant, dirty: &mut Vec<Rc<Outbox>>) {
         self.cache.push(frame);
         self.players.retain(|p| !p.is_closed());
         for p in &self.players {
             p.push_frame(frame, now);
+            if p.schedule() {
+                dirty.push(p.clone());
+            }
         }
     }
 
@@ -176,6 +180,8 @@ pub struct Hub {
     /// Streams owned by other cores, as announced.
     directory: HashMap<String, usize>,
     next_publisher: u64,
+    /// Players with frames waiting for the next coalescing tick.
+    dirty: Vec<Rc<Outbox>>,
     /// Frames that could not be sent to a core because its inbox was full.
     pub dropped_cross_core: u64,
 }
@@ -190,6 +196,7 @@ impl Hub {
             streams: HashMap::new(),
             directory: HashMap::new(),
             next_publisher: 1,
+            dirty: Vec::new(),
             dropped_cross_core: 0,
         }
     }
@@ -277,7 +284,7 @@ impl Hub {
         if s.source != Source::Local(id) {
             return;
         }
-        s.fan_out(&frame, now);
+        s.fan_out(&frame, now, &mut self.dirty);
         if !s.subscribers.is_empty() {
             s.pending.push(frame);
         }
@@ -487,12 +494,20 @@ impl Hub {
                 if let Some(s) = self.streams.get_mut(&key) {
                     if matches!(s.source, Source::Remote(_)) && !s.subscribed {
                         for f in &frames {
-                            s.fan_out(f, now);
+                            s.fan_out(f, now, &mut self.dirty);
                         }
                     }
                 }
             }
             CoreMsg::Shutdown => self.shutdown(),
+        }
+    }
+
+    /// The coalescing tick: wakes the writer of every player with frames queued since the
+    /// last tick, so each sends them all in one write.
+    pub fn tick(&mut self) {
+        for p in self.dirty.drain(..) {
+            p.wake();
         }
     }
 

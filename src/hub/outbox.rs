@@ -51,6 +51,11 @@ struct Inner {
     dropped: u64,
     closed: bool,
     started: bool,
+    /// Something asks the writer to run now (control bytes, an event, a config frame, a
+    /// coalescing tick, a close).
+    wake: bool,
+    /// The outbox is on the hub's list for the next coalescing tick.
+    scheduled: bool,
 }
 
 /// The send queue of one connection. The hub pushes into it; the connection's writer task
@@ -63,6 +68,7 @@ pub struct Outbox {
     max_bytes: usize,
     slow_timeout: Duration,
     start_at_key: bool,
+    coalesce: bool,
 }
 
 impl Outbox {
@@ -70,6 +76,18 @@ impl Outbox {
     /// `slow_timeout` is closed. With `start_at_key`, playback starts at the next keyframe
     /// after the start (no GOP cache).
     pub fn new(max_bytes: usize, slow_timeout: Duration, start_at_key: bool) -> Rc<Outbox> {
+        Outbox::with_coalescing(max_bytes, slow_timeout, start_at_key, false)
+    }
+
+    /// Like [`Outbox::new`]; with `coalesce`, live frames do not wake the writer: the hub's
+    /// coalescing tick does ([`Outbox::schedule`]), so one write carries every frame of the
+    /// tick. Control bytes, events and metadata/sequence headers still wake it at once.
+    pub fn with_coalescing(
+        max_bytes: usize,
+        slow_timeout: Duration,
+        start_at_key: bool,
+        coalesce: bool,
+    ) -> Rc<Outbox> {
         Rc::new(Outbox {
             inner: RefCell::new(Inner::default()),
             ready: Notify::new(),
@@ -77,7 +95,25 @@ impl Outbox {
             max_bytes,
             slow_timeout,
             start_at_key,
+            coalesce,
         })
+    }
+
+    fn notify(&self, mut i: std::cell::RefMut<'_, Inner>) {
+        i.wake = true;
+        drop(i);
+        self.ready.notify_one();
+    }
+
+    /// Puts the outbox on a coalescing tick list once: true if the caller should keep it
+    /// (it was not scheduled yet and holds frames waiting for a tick).
+    pub fn schedule(&self) -> bool {
+        let mut i = self.inner.borrow_mut();
+        if i.scheduled || i.wake || i.items.is_empty() {
+            return false;
+        }
+        i.scheduled = true;
+        true
     }
 
     /// Queues bytes from the connection's session; never dropped.
@@ -90,8 +126,7 @@ impl Outbox {
             return;
         }
         i.items.push_back(Item::Control(b));
-        drop(i);
-        self.ready.notify_one();
+        self.notify(i);
     }
 
     /// Queues an event for the writer.
@@ -109,8 +144,7 @@ impl Outbox {
             i.awaiting_key = true;
         }
         i.items.push_back(Item::Event(e));
-        drop(i);
-        self.ready.notify_one();
+        self.notify(i);
     }
 
     /// Queues the frames a joining player starts from (the cache snapshot).
@@ -172,8 +206,10 @@ impl Outbox {
         }
         i.bytes += len;
         i.items.push_back(Item::Frame(f.clone()));
-        drop(i);
-        self.ready.notify_one();
+        if self.coalesce && !f.is_config() {
+            return;
+        }
+        self.notify(i);
     }
 
     fn check_slow(&self, now: Instant) {
@@ -185,7 +221,9 @@ impl Outbox {
 
     /// Wakes the writer without queueing anything (it re-reads its timers).
     pub fn wake(&self) {
-        self.ready.notify_one();
+        let mut i = self.inner.borrow_mut();
+        i.scheduled = false;
+        self.notify(i);
     }
 
     /// Takes everything queued, in order.
@@ -203,15 +241,19 @@ impl Outbox {
         }
     }
 
-    /// Waits until something is queued, the outbox is closed, or [`Outbox::wake`] is called.
+    /// Waits until the writer has something to do now: bytes or events queued, frames (at
+    /// once, or at the coalescing tick), a close, or [`Outbox::wake`].
     pub async fn ready(&self) {
-        {
-            let i = self.inner.borrow();
-            if i.closed || !i.items.is_empty() {
-                return;
+        loop {
+            {
+                let mut i = self.inner.borrow_mut();
+                if i.closed || i.wake {
+                    i.wake = false;
+                    return;
+                }
             }
+            self.ready.notified().await;
         }
-        self.ready.notified().await;
     }
 
     /// Waits until the outbox is closed.
@@ -226,8 +268,9 @@ impl Outbox {
 
     /// Closes the outbox: nothing more is queued; the connection is to be closed.
     pub fn close(&self) {
-        self.inner.borrow_mut().closed = true;
-        self.ready.notify_one();
+        let mut i = self.inner.borrow_mut();
+        i.closed = true;
+        self.notify(i);
         self.closed.notify_waiters();
         self.closed.notify_one();
     }

@@ -291,3 +291,34 @@ fn players_on_another_core_get_the_stream_through_one_subscription() {
     assert_eq!(drain(&early), vec!["Unpublished"]);
     assert_eq!(drain(&late), vec!["Unpublished"]);
 }
+
+#[test]
+fn coalesced_frames_wait_for_the_tick_and_go_out_together() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use tokio::time::timeout;
+        let now = Instant::now();
+        let mut h = hub(0, vec![]);
+        let id = publish_with_gop(&mut h, "live/a", now);
+        let p = Outbox::with_coalescing(64 * 1024, Duration::from_secs(10), false, true);
+        h.play("live/a", p.clone(), now);
+        // The start (an event) wakes the writer at once.
+        assert!(timeout(Duration::from_millis(50), p.ready()).await.is_ok());
+        drain(&p);
+        h.push("live/a", id, video(100, false, 100), now);
+        h.push("live/a", id, audio(101), now);
+        assert!(
+            timeout(Duration::from_millis(30), p.ready()).await.is_err(),
+            "live frames wait for the tick"
+        );
+        h.tick();
+        assert!(timeout(Duration::from_millis(50), p.ready()).await.is_ok());
+        assert_eq!(drain(&p), vec!["100", "101"]);
+        // A sequence header never waits.
+        h.push("live/a", id, headers()[1].clone(), now);
+        assert!(timeout(Duration::from_millis(50), p.ready()).await.is_ok());
+    });
+}

@@ -7,7 +7,7 @@ mod rtmp;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, IoMode, PublishConflict};
-use crate::hub::{CoreMsg, Hub, HubConfig};
+use crate::hub::{CoreMsg, Hub, HubConfig, Outbox};
 use crate::runtime::{self, Io, Listener};
 
 /// Inbox capacity of a core, in messages (frames travel batched, one message per read).
@@ -30,6 +30,19 @@ pub(crate) struct Core {
     pub(crate) next_conn: Cell<u64>,
     pub(crate) started: Instant,
     pub(crate) shutting_down: Cell<bool>,
+    /// Every connection's outbox, to close idle connections at shutdown.
+    pub(crate) outboxes: RefCell<Vec<Weak<Outbox>>>,
+}
+
+impl Core {
+    /// Records a connection's outbox (pruning those of closed connections now and then).
+    pub(crate) fn register(&self, outbox: &Rc<Outbox>) {
+        let mut v = self.outboxes.borrow_mut();
+        if v.len() >= 2 * self.connections.get() + 64 {
+            v.retain(|w| w.strong_count() > 0);
+        }
+        v.push(Rc::downgrade(outbox));
+    }
 }
 
 /// A running server: its bound addresses and its core threads.
@@ -120,6 +133,7 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
                         next_conn: Cell::new(0),
                         started: Instant::now(),
                         shutting_down: Cell::new(false),
+                        outboxes: RefCell::new(Vec::new()),
                     });
                     let r = runtime::block_on(io, entries, core_main(core, io, rtmp, http, rx));
                     if let Err(e) = r {
@@ -165,6 +179,18 @@ async fn core_main(
             None
         }
     };
+    let ticker = (!core.config.write_coalesce.is_zero()).then(|| {
+        let core = core.clone();
+        runtime::spawn(async move {
+            let period = core.config.write_coalesce;
+            let mut next = Instant::now() + period;
+            loop {
+                tokio::time::sleep_until(next.into()).await;
+                core.hub.borrow_mut().tick();
+                next = (next + period).max(Instant::now());
+            }
+        })
+    });
     while let Some(msg) = inbox.recv().await {
         if matches!(msg, CoreMsg::Shutdown) {
             break;
@@ -179,9 +205,19 @@ async fn core_main(
         h.abort();
     }
     core.hub.borrow_mut().shutdown();
+    core.hub.borrow_mut().tick();
+    // Connections that neither publish nor play have nothing to be told: close them.
+    for o in core.outboxes.borrow().iter().filter_map(Weak::upgrade) {
+        if !o.is_started() {
+            o.close();
+        }
+    }
     let give_up = Instant::now() + core.config.shutdown_grace;
     while core.connections.get() > 0 && Instant::now() < give_up {
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if let Some(t) = ticker {
+        t.abort();
     }
     if core.connections.get() > 0 {
         tracing::warn!(

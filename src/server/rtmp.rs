@@ -85,10 +85,11 @@ pub(crate) async fn serve(core: Rc<Core>, _io: Io, stream: Stream, peer: SocketA
     let conn = Rc::new(Conn {
         peer,
         session: RefCell::new(Server::new(session_cfg, seed, epoch)),
-        outbox: Outbox::new(
+        outbox: Outbox::with_coalescing(
             cfg.player_queue_bytes,
             cfg.slow_player_timeout,
             !cfg.gop_cache,
+            !cfg.write_coalesce.is_zero(),
         ),
         role: RefCell::new(Role::Idle),
         reason: RefCell::new(None),
@@ -97,6 +98,7 @@ pub(crate) async fn serve(core: Rc<Core>, _io: Io, stream: Stream, peer: SocketA
         written: Cell::new(0),
         core: core.clone(),
     });
+    core.register(&conn.outbox);
     let stream = Rc::new(stream);
     let writer = runtime::spawn(write_loop(conn.clone(), stream.clone()));
     // Closing the outbox (slow player, takeover, shutdown) shuts the socket down, which
