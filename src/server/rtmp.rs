@@ -20,7 +20,7 @@ use crate::runtime::{self, Io, Stream};
 const PUBLISHER_READ: usize = 64 * 1024;
 /// Socket read size for everyone else: players send only commands, acknowledgements and
 /// pings, and thousands of them must stay small (the goal is < 16 KiB per player).
-const PLAYER_READ: usize = 2 * 1024;
+const PLAYER_READ: usize = 512;
 
 /// What the connection is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,6 +215,10 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
         }
         conn.flush_session();
         conn.core.hub.borrow_mut().flush();
+        // An idle player's receive buffer need not outlive the bytes it held.
+        if inbuf.is_empty() && rbuf.capacity() < PUBLISHER_READ {
+            inbuf = BytesMut::new();
+        }
         if conn.outbox.is_closed() {
             conn.set_reason("closed by server");
             return;

@@ -54,7 +54,7 @@ impl Conn {
         Conn {
             reader: Reader::new(config),
             writer: Writer::default(),
-            out: BytesMut::with_capacity(4096),
+            out: BytesMut::new(),
             bytes_in: 0,
             bytes_out: 0,
             last_ack: 0,
@@ -118,7 +118,10 @@ impl Conn {
 
     pub(crate) fn take_output(&mut self) -> BytesMut {
         self.bytes_out += self.out.len() as u64;
-        self.out.split()
+        // Hand over the whole buffer rather than `split()`: a split keeps the allocation
+        // alive through the left-over capacity for as long as the session lives, which
+        // thousands of mostly idle player sessions cannot afford.
+        std::mem::take(&mut self.out)
     }
 
     pub(crate) fn send(&mut self, csid: u32, stream_id: u32, timestamp: u32, msg: &Message) {
