@@ -67,3 +67,97 @@ fn every_player_gets_intact_frames_from_ringcast_at_once() {
     let ttff_p99 = report["ttff_ms"]["p99"].as_f64().expect("ttff");
     assert!(ttff_p99 < 500.0, "TTFF p99 {ttff_p99} ms: {stdout}");
 }
+
+/// A player that stops reading is dropped to keyframes, then closed after
+/// `slow_player_timeout`; the publisher and the other players keep full rate.
+#[test]
+fn a_player_that_stops_reading_is_closed_and_the_others_keep_full_rate() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+
+    use bytes::BytesMut;
+    use ringcast::rtmp::session::client::{Client, ClientConfig, Event, Intent};
+
+    let config = Config {
+        rtmp: "127.0.0.1:0".parse().expect("addr"),
+        http: "127.0.0.1:0".parse().expect("addr"),
+        cores: 1,
+        log: "warn".into(),
+        player_queue_bytes: 512 * 1024,
+        slow_player_timeout: Duration::from_secs(1),
+        shutdown_grace: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let server = ringcast::server::start(&config).expect("server starts");
+    let url = format!("rtmp://{}/live/slow", server.rtmp_addr);
+    let json = std::env::temp_dir().join(format!("loadtest-slow-{}.json", std::process::id()));
+    let mut run = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(["run", "--url", &url, "--players", "3", "--duration", "10s"])
+        .args(["--bitrate", "8M", "--gop", "1s", "--json"])
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run loadtest");
+
+    // The slow player: plays, then never reads again.
+    let mut sock = TcpStream::connect(server.rtmp_addr).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let cfg = ClientConfig::new(
+        "live",
+        &format!("rtmp://{}/live", server.rtmp_addr),
+        Intent::Play("slow".into()),
+    );
+    let mut client = Client::new(cfg, 9, 0);
+    client.start();
+    let mut inbuf = BytesMut::new();
+    let mut buf = vec![0u8; 65536];
+    let give_up = Instant::now() + Duration::from_secs(15);
+    let mut playing = false;
+    while !playing {
+        assert!(Instant::now() < give_up, "the slow player never started");
+        sock.write_all(&client.take_output()).expect("write");
+        let n = sock.read(&mut buf).expect("read");
+        assert!(n > 0, "closed before playing");
+        inbuf.extend_from_slice(&buf[..n]);
+        client.handle_input(&mut inbuf, 0).expect("valid");
+        while let Some(e) = client.poll_event() {
+            playing |= matches!(e, Event::Playing { .. });
+        }
+    }
+    sock.write_all(&client.take_output()).expect("write");
+
+    // Stop reading while the others play on.
+    let out = run.wait_with_output().expect("loadtest finishes");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // The server must have closed the slow player: draining its socket ends in EOF/reset.
+    let mut closed = false;
+    let drain_until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < drain_until {
+        match sock.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    server.shutdown();
+    assert!(closed, "the slow player was not disconnected");
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("JSON");
+    let _ = std::fs::remove_file(&json);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(report["players"]["connected"], 3, "{stdout}");
+    assert_eq!(report["players"]["failed"], 0, "{stdout}");
+    assert_eq!(report["integrity_errors"], 0, "{stdout}");
+    assert_eq!(report["stalls"], 0, "{stdout}");
+}

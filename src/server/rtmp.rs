@@ -412,10 +412,21 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
         if !bufs.is_empty() {
             let n: usize = bufs.iter().map(Bytes::len).sum();
             conn.written.set(conn.written.get() + n as u64);
-            if let Err(e) = stream.writev_all(bufs).await {
-                conn.set_reason(format!("write: {e}"));
-                conn.outbox.close();
-                return;
+            // A write that cannot finish within the slow-player timeout means the peer stopped
+            // reading (its socket buffers are full): close it even if no new frame arrives to
+            // trip the queue's own check.
+            match tokio::time::timeout(cfg.slow_player_timeout, stream.writev_all(bufs)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    conn.set_reason(format!("write: {e}"));
+                    conn.outbox.close();
+                    return;
+                }
+                Err(_) => {
+                    conn.set_reason("slow player: write stalled");
+                    conn.outbox.close();
+                    return;
+                }
             }
             conn.outbox.drained();
         }
