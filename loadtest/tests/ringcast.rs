@@ -92,7 +92,7 @@ fn a_player_that_stops_reading_is_closed_and_the_others_keep_full_rate() {
     let server = ringcast::server::start(&config).expect("server starts");
     let url = format!("rtmp://{}/live/slow", server.rtmp_addr);
     let json = std::env::temp_dir().join(format!("loadtest-slow-{}.json", std::process::id()));
-    let mut run = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+    let run = Command::new(env!("CARGO_BIN_EXE_loadtest"))
         .args(["run", "--url", &url, "--players", "3", "--duration", "10s"])
         .args(["--bitrate", "8M", "--gop", "1s", "--json"])
         .arg(&json)
