@@ -161,3 +161,56 @@ fn a_player_that_stops_reading_is_closed_and_the_others_keep_full_rate() {
     assert_eq!(report["integrity_errors"], 0, "{stdout}");
     assert_eq!(report["stalls"], 0, "{stdout}");
 }
+
+/// Two streams at once on two cores: the kernel spreads publishers and players over both
+/// cores, and every player receives its stream intact, wherever its publisher landed.
+#[test]
+fn two_streams_on_two_cores_reach_every_player() {
+    let config = Config {
+        rtmp: "127.0.0.1:0".parse().expect("addr"),
+        http: "127.0.0.1:0".parse().expect("addr"),
+        cores: 2,
+        log: "warn".into(),
+        shutdown_grace: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let server = ringcast::server::start(&config).expect("server starts");
+    let runs: Vec<(std::path::PathBuf, std::process::Child)> = ["one", "two"]
+        .iter()
+        .map(|name| {
+            let json = std::env::temp_dir()
+                .join(format!("loadtest-two-{name}-{}.json", std::process::id()));
+            let child = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+                .args([
+                    "run",
+                    "--url",
+                    &format!("rtmp://{}/live/{name}", server.rtmp_addr),
+                ])
+                .args(["--players", "12", "--ramp", "50/s", "--duration", "4s"])
+                .args(["--bitrate", "500k", "--audio", "--json"])
+                .arg(&json)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("run loadtest");
+            (json, child)
+        })
+        .collect();
+    let mut outputs = Vec::new();
+    for (json, child) in runs {
+        let out = child.wait_with_output().expect("loadtest finishes");
+        outputs.push((json, out));
+    }
+    server.shutdown();
+    for (json, out) in outputs {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("JSON");
+        let _ = std::fs::remove_file(&json);
+        assert_eq!(report["players"]["connected"], 12, "{stdout}");
+        assert_eq!(report["players"]["failed"], 0, "{stdout}");
+        assert_eq!(report["integrity_errors"], 0, "{stdout}");
+        assert!(report["frames"].as_u64().unwrap_or(0) > 12 * 60, "{stdout}");
+    }
+}
