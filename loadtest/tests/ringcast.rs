@@ -214,3 +214,117 @@ fn two_streams_on_two_cores_reach_every_player() {
         assert!(report["frames"].as_u64().unwrap_or(0) > 12 * 60, "{stdout}");
     }
 }
+
+/// A publisher leaves and another takes the name within `republish_wait`: the player is told
+/// (StreamEOF + UnpublishNotify, then PublishNotify) and goes on receiving the new stream,
+/// new sequence headers first.
+#[test]
+fn a_republish_resumes_the_waiting_player() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+
+    use bytes::BytesMut;
+    use ringcast::rtmp::session::MediaKind;
+    use ringcast::rtmp::session::client::{Client, ClientConfig, Event, Intent};
+
+    let config = Config {
+        rtmp: "127.0.0.1:0".parse().expect("addr"),
+        http: "127.0.0.1:0".parse().expect("addr"),
+        cores: 1,
+        log: "warn".into(),
+        republish_wait: Duration::from_secs(10),
+        shutdown_grace: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let server = ringcast::server::start(&config).expect("server starts");
+    let url = format!("rtmp://{}/live/again", server.rtmp_addr);
+    let publish = || {
+        Command::new(env!("CARGO_BIN_EXE_loadtest"))
+            .args([
+                "publish",
+                "--url",
+                &url,
+                "--duration",
+                "2s",
+                "--bitrate",
+                "300k",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("publisher")
+    };
+    let mut first = publish();
+
+    let mut sock = TcpStream::connect(server.rtmp_addr).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let tc = format!("rtmp://{}/live", server.rtmp_addr);
+    let mut client = Client::new(
+        ClientConfig::new("live", &tc, Intent::Play("again".into())),
+        3,
+        0,
+    );
+    client.start();
+    let mut inbuf = BytesMut::new();
+    let mut buf = vec![0u8; 65536];
+    let mut seen: Vec<String> = Vec::new();
+    let mut second: Option<std::process::Child> = None;
+    let give_up = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < give_up, "events so far: {seen:?}");
+        sock.write_all(&client.take_output()).expect("write");
+        let n = sock.read(&mut buf).expect("read");
+        assert!(n > 0, "server closed the player; events: {seen:?}");
+        inbuf.extend_from_slice(&buf[..n]);
+        client.handle_input(&mut inbuf, 0).expect("valid");
+        while let Some(e) = client.poll_event() {
+            let label = match e {
+                Event::Playing { .. } => "playing".to_owned(),
+                Event::StreamEof => "eof".to_owned(),
+                Event::Status { code, .. } if code.contains("Notify") => code,
+                Event::Media(m) if m.kind == MediaKind::Video => {
+                    if ringcast::flv::is_video_sequence_header(&m.payload) {
+                        "header".to_owned()
+                    } else {
+                        "video".to_owned()
+                    }
+                }
+                _ => continue,
+            };
+            if seen.last() != Some(&label) {
+                seen.push(label);
+            }
+        }
+        if second.is_none() && seen.iter().any(|s| s.ends_with("UnpublishNotify")) {
+            let _ = first.wait();
+            second = Some(publish());
+        }
+        if seen
+            .iter()
+            .any(|s| s.ends_with("PublishNotify") && !s.ends_with("UnpublishNotify"))
+            && seen.last().map(String::as_str) == Some("video")
+        {
+            break;
+        }
+    }
+    let _ = first.wait();
+    if let Some(mut p) = second {
+        let _ = p.wait();
+    }
+    server.shutdown();
+    assert_eq!(
+        seen,
+        vec![
+            "playing",
+            "header",
+            "video",
+            "eof",
+            "NetStream.Play.UnpublishNotify",
+            "NetStream.Play.PublishNotify",
+            "header",
+            "video"
+        ]
+    );
+}
