@@ -162,7 +162,6 @@ fn main() -> anyhow::Result<()> {
             let synth = a.stream.synth();
             // The publisher runs on its own thread until the players' run is over.
             let until = Instant::now() + a.play.duration + Duration::from_secs(12);
-            let stop = Arc::new(AtomicBool::new(false));
             let (tx, rx) = mpsc::channel();
             let input = a.stream.input.clone();
             let publisher =
@@ -184,7 +183,6 @@ fn main() -> anyhow::Result<()> {
                 Err(_) => bail!("publisher did not start within 15 s"),
             }
             let report = play(&a.play, Some(a.stream.bitrate))?;
-            stop.store(true, Ordering::Relaxed);
             finish(&a.play, &report)?;
             // The publisher stops at its own deadline; don't wait for it.
             drop(publisher);

@@ -2,9 +2,10 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use ringcast::flv;
 use ringcast::rtmp::session::MediaKind;
 use ringcast::rtmp::session::client::{Client, ClientConfig, Event, Intent};
 use tokio::time::timeout_at;
@@ -51,17 +52,11 @@ pub(crate) struct Sink {
     stats: Arc<ThreadStats>,
 }
 
-fn realtime_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 impl Sink {
     fn new(ctx: &Ctx) -> Sink {
         Sink {
             t0: Instant::now(),
-            t0_ns: realtime_ns(),
+            t0_ns: stamp::realtime_ns(),
             started: false,
             tally: PlayerTally::default(),
             last_media: None,
@@ -104,18 +99,16 @@ impl Sink {
         if kind != MediaKind::Video {
             return;
         }
-        let Some(info) = VideoFrame::parse(payload) else {
-            return;
-        };
-        if info.sequence_header {
+        if payload.is_empty() || flv::is_video_sequence_header(payload) {
             return;
         }
+        let key = flv::is_video_keyframe(payload);
         self.tally.frames += 1;
         bump(&self.stats.live.frames, 1);
         let Ok(mut h) = self.stats.hist.lock() else {
             return;
         };
-        if info.key && !self.first_key {
+        if key && !self.first_key {
             self.first_key = true;
             h.ttff
                 .saturating_record((now.duration_since(self.t0).as_micros() as u64).max(1));
@@ -131,7 +124,7 @@ impl Sink {
                 } else if s.send_ns >= self.t0_ns {
                     // Live frames only: a GOP cache replays frames sent before the player
                     // connected, and their age is the cache's, not the delivery latency.
-                    let lat = realtime_ns().saturating_sub(s.send_ns) / 1000;
+                    let lat = stamp::realtime_ns().saturating_sub(s.send_ns) / 1000;
                     h.latency.saturating_record(lat.max(1));
                 }
                 match self.last_seq {
@@ -178,32 +171,6 @@ impl Sink {
             bump(&self.stats.live.failed, 1);
         }
         (self.started, end, self.tally)
-    }
-}
-
-/// The parts of a video tag body the player looks at.
-struct VideoFrame {
-    key: bool,
-    sequence_header: bool,
-}
-
-impl VideoFrame {
-    fn parse(p: &[u8]) -> Option<VideoFrame> {
-        let b0 = *p.first()?;
-        if b0 & 0x80 != 0 {
-            // Enhanced RTMP: frame type in bits 4..6, packet type in the low nibble.
-            let packet = b0 & 0x0F;
-            return Some(VideoFrame {
-                key: (b0 >> 4) & 7 == 1,
-                sequence_header: packet == 0 || packet == 5,
-            });
-        }
-        let codec = b0 & 0x0F;
-        let seq = matches!(codec, 7 | 12) && p.get(1) == Some(&0);
-        Some(VideoFrame {
-            key: b0 >> 4 == 1,
-            sequence_header: seq,
-        })
     }
 }
 

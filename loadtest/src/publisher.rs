@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::{Bytes, BytesMut};
@@ -93,12 +93,6 @@ pub struct Published {
     pub bytes: u64,
     /// How far behind schedule the worst send was, ms.
     pub max_late_ms: f64,
-}
-
-fn realtime_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// A connected, publishing RTMP session.
@@ -259,7 +253,7 @@ pub async fn synthetic(
                 key,
                 Stamp {
                     seq,
-                    send_ns: realtime_ns(),
+                    send_ns: stamp::realtime_ns(),
                 },
                 size,
             );

@@ -45,6 +45,13 @@ pub enum Check {
     Corrupt(Stamp),
 }
 
+/// Now on CLOCK_REALTIME, in nanoseconds: the clock stamps are compared on.
+pub fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// A fast 64-bit hash of `bytes` (word at a time); collisions only need to be unlikely.
 pub fn checksum(bytes: &[u8]) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;

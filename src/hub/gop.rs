@@ -88,9 +88,4 @@ impl GopCache {
         v.extend(self.gop.iter().cloned());
         v
     }
-
-    /// Bytes held in the GOP.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
 }

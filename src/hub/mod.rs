@@ -19,7 +19,7 @@ pub use outbox::{Item, Outbox, PlayerEvent};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 
@@ -91,12 +91,6 @@ pub struct HubConfig {
     pub gop_cache_max_ms: u32,
     /// Replace a publisher instead of refusing the newcomer.
     pub takeover: bool,
-    /// Player queue cap, bytes.
-    pub player_queue_bytes: usize,
-    /// How long a player may stay behind.
-    pub slow_player_timeout: Duration,
-    /// The chunk size frames are encoded with.
-    pub chunk_size: u32,
 }
 
 /// Who feeds a stream on this core.
@@ -154,13 +148,16 @@ impl Stream {
     /// writers wait for the coalescing tick go on `dirty`.
     fn fan_out(&mut self, frame: &Arc<Frame>, now: Instant, dirty: &mut Vec<Rc<Outbox>>) {
         self.cache.push(frame);
-        self.players.retain(|p| !p.is_closed());
-        for p in &self.players {
+        self.players.retain(|p| {
+            if p.is_closed() {
+                return false;
+            }
             p.push_frame(frame, now);
             if p.schedule() {
                 dirty.push(p.clone());
             }
-        }
+            true
+        });
     }
 
     /// Starts a player that was waiting (or a new one on a live stream): the start marker,
@@ -201,15 +198,19 @@ impl Hub {
         }
     }
 
-    /// The hub's settings.
-    pub fn config(&self) -> &HubConfig {
-        &self.config
-    }
-
     fn send(&mut self, core: usize, msg: CoreMsg) {
         if let Some(tx) = self.peers.get(core) {
             if tx.try_send(msg).is_err() {
                 self.dropped_cross_core += 1;
+                // A core whose inbox is full is stuck; say so, without a line per frame.
+                if self.dropped_cross_core.is_power_of_two() {
+                    tracing::warn!(
+                        from = self.core,
+                        to = core,
+                        dropped = self.dropped_cross_core,
+                        "cross-core inbox full: messages dropped"
+                    );
+                }
             }
         }
     }
@@ -353,10 +354,10 @@ impl Hub {
             s.ever_live = true;
             let key = key.to_owned();
             let core = self.core;
-            let live = false;
             s.players.push(player);
+            // Live once the owner's snapshot arrives.
             self.send(owner, CoreMsg::Subscribe { key, core });
-            return live;
+            return false;
         }
         let live = s.live();
         if live {
@@ -396,12 +397,6 @@ impl Hub {
     /// Whether `key` is live here or on another core.
     pub fn is_live(&self, key: &str) -> bool {
         self.directory.contains_key(key) || self.streams.get(key).is_some_and(|s| s.live())
-    }
-
-    /// Streams and players on this core (for logs and metrics).
-    pub fn counts(&self) -> (usize, usize) {
-        let players = self.streams.values().map(|s| s.players.len()).sum();
-        (self.streams.len(), players)
     }
 
     /// Handles a message from another core.

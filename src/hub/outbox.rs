@@ -289,9 +289,4 @@ impl Outbox {
     pub fn dropped(&self) -> u64 {
         self.inner.borrow().dropped
     }
-
-    /// Frame bytes queued now.
-    pub fn queued_bytes(&self) -> usize {
-        self.inner.borrow().bytes
-    }
 }

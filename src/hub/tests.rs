@@ -17,9 +17,6 @@ fn cfg() -> HubConfig {
         gop_cache_max_bytes: 1 << 20,
         gop_cache_max_ms: 10_000,
         takeover: false,
-        player_queue_bytes: 64 * 1024,
-        slow_player_timeout: Duration::from_secs(10),
-        chunk_size: 4096,
     }
 }
 

@@ -106,9 +106,6 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
             .as_millis()
             .min(u128::from(u32::MAX)) as u32,
         takeover: config.publish_conflict == PublishConflict::Takeover,
-        player_queue_bytes: config.player_queue_bytes,
-        slow_player_timeout: config.slow_player_timeout,
-        chunk_size: config.chunk_size,
     };
     let mut threads = Vec::with_capacity(cores);
     for (index, ((rx, rtmp), http)) in rxs.into_iter().zip(rtmp).zip(http).enumerate() {
@@ -166,7 +163,7 @@ async fn core_main(
     mut inbox: mpsc::Receiver<CoreMsg>,
 ) {
     let rtmp_accept = match Listener::from_std(io, rtmp) {
-        Ok(l) => runtime::spawn(accept_rtmp(core.clone(), io, l)),
+        Ok(l) => runtime::spawn(accept_rtmp(core.clone(), l)),
         Err(e) => {
             tracing::error!(core = core.index, "RTMP listener: {e}");
             return;
@@ -228,7 +225,7 @@ async fn core_main(
     }
 }
 
-async fn accept_rtmp(core: Rc<Core>, io: Io, listener: Listener) {
+async fn accept_rtmp(core: Rc<Core>, listener: Listener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -239,7 +236,7 @@ async fn accept_rtmp(core: Rc<Core>, io: Io, listener: Listener) {
                 }
                 let id = core.next_conn.get();
                 core.next_conn.set(id + 1);
-                runtime::spawn(rtmp::serve(core.clone(), io, stream, peer, id));
+                runtime::spawn(rtmp::serve(core.clone(), stream, peer, id));
             }
             Err(e) => {
                 tracing::warn!(core = core.index, "accept: {e}");

@@ -14,7 +14,7 @@ use crate::hub::{Frame, Item, Outbox, PlayerEvent, PublishError};
 use crate::rtmp::chunk::ReaderConfig;
 use crate::rtmp::session::server::{Event, Server, ServerConfig};
 use crate::rtmp::session::status;
-use crate::runtime::{self, Io, Stream};
+use crate::runtime::{self, Stream};
 
 /// Socket read size for publishers, which send the media.
 const PUBLISHER_READ: usize = 64 * 1024;
@@ -65,7 +65,7 @@ impl Conn {
 }
 
 /// Serves one accepted connection until it closes.
-pub(crate) async fn serve(core: Rc<Core>, _io: Io, stream: Stream, peer: SocketAddr, id: u64) {
+pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: u64) {
     core.connections.set(core.connections.get() + 1);
     tracing::info!(%peer, core = core.index, conn = id, "accepted");
     let cfg = &core.config;
