@@ -2,6 +2,8 @@
 //! libnginx-mod-rtmp, installed by scripts/test), started by this test on a loopback port
 //! and stopped by it. Every player must get frames with no integrity error.
 
+mod common;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -96,12 +98,13 @@ rtmp {{
 #[test]
 fn every_player_gets_intact_frames_from_nginx_rtmp() {
     let nginx = start_nginx();
-    let json = std::env::temp_dir().join(format!("loadtest-report-{}.json", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args([
+    let url = format!("rtmp://127.0.0.1:{}/live/itest", nginx.port);
+    let r = common::run(
+        "nginx",
+        &[
             "run",
             "--url",
-            &format!("rtmp://127.0.0.1:{}/live/itest", nginx.port),
+            &url,
             "--players",
             "8",
             "--ramp",
@@ -113,27 +116,11 @@ fn every_player_gets_intact_frames_from_nginx_rtmp() {
             "--gop",
             "1s",
             "--audio",
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .expect("run loadtest");
-    drop(nginx);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "loadtest failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("report written")).expect("JSON");
-    let _ = std::fs::remove_file(&json);
-    let n = |path: &[&str]| {
-        path.iter()
-            .fold(&report, |v, k| &v[*k])
-            .as_u64()
-            .unwrap_or_else(|| panic!("{path:?} in {report}"))
-    };
+    drop(nginx);
+    let (report, stdout) = (&r.report, &r.stdout);
+    let n = |path: &[&str]| r.n(path);
     assert_eq!(n(&["players", "connected"]), 8, "{stdout}");
     assert_eq!(n(&["players", "failed"]), 0, "{stdout}");
     assert_eq!(n(&["players", "by_end", "clean"]), 8, "{stdout}");
