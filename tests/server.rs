@@ -204,13 +204,9 @@ fn tmp(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("ringcast-test-{}-{name}", std::process::id()))
 }
 
-fn interop(args: &[&str], tag: &str) {
-    let rc = Ringcast::start(args);
-    let url = rc.url(tag);
-    let _publisher = publish(&url, 30);
-    rc.wait_log("publish", Duration::from_secs(15));
-
-    let (ok, out) = run(
+/// ffprobe's codec names for `url`, one a line; (succeeded, output).
+fn ffprobe_codecs(url: &str) -> (bool, String) {
+    run(
         Command::new("ffprobe").args([
             "-v",
             "error",
@@ -218,10 +214,19 @@ fn interop(args: &[&str], tag: &str) {
             "stream=codec_name",
             "-of",
             "csv=p=0",
-            &url,
+            url,
         ]),
         Duration::from_secs(15),
-    );
+    )
+}
+
+fn interop(args: &[&str], tag: &str) {
+    let rc = Ringcast::start(args);
+    let url = rc.url(tag);
+    let _publisher = publish(&url, 30);
+    rc.wait_log("publish", Duration::from_secs(15));
+
+    let (ok, out) = ffprobe_codecs(&url);
     assert!(
         ok && out.contains("h264") && out.contains("aac"),
         "ffprobe: {out}"
@@ -358,18 +363,7 @@ fn unknown_stream_duplicate_publish_and_garbage() {
         "the server must close a connection that sends garbage"
     );
     rc.wait_log("protocol error", Duration::from_secs(5));
-    let (ok, out) = run(
-        Command::new("ffprobe").args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name",
-            "-of",
-            "csv=p=0",
-            &url,
-        ]),
-        Duration::from_secs(15),
-    );
+    let (ok, out) = ffprobe_codecs(&url);
     assert!(ok && out.contains("h264"), "the stream goes on: {out}");
     assert_eq!(rc.terminate().code(), Some(0));
     let _ = std::fs::remove_file(conf);
