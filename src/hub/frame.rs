@@ -128,8 +128,8 @@ fn encode(
         stream_id,
         payload: payload.clone(),
     };
-    let mut out =
-        BytesMut::with_capacity(payload.len() + 16 + payload.len() / chunk_size.max(1) as usize);
+    // encode_shared reserves exactly what the chunks take, extended timestamps included.
+    let mut out = BytesMut::new();
     chunk::encode_shared(&msg, chunk_size, &mut out);
     out.freeze()
 }
