@@ -104,17 +104,14 @@ pub async fn play_http(ctx: &Ctx, sink: &mut Sink) -> End {
     }
     let mut raw = BytesMut::with_capacity(64 * 1024);
     let mut body = BytesMut::with_capacity(64 * 1024);
-    let mut rbuf = Vec::with_capacity(64 * 1024);
     let mut chunked: Option<Chunked> = None;
     let mut in_body = false;
     let mut flv = Reader::default();
     loop {
-        let n;
-        (rbuf, n) = match read_some(ctx, sink, &stream, rbuf).await {
-            Ok(r) => r,
+        raw = match read_some(ctx, sink, &stream, raw, 64 * 1024).await {
+            Ok(b) => b,
             Err(end) => return end,
         };
-        raw.extend_from_slice(&rbuf[..n]);
         if !in_body {
             let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
                 if raw.len() > MAX_HEAD {

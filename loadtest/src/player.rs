@@ -33,6 +33,8 @@ pub struct Ctx {
     pub deadline: Instant,
     /// The thread's figures.
     pub stats: Arc<ThreadStats>,
+    /// Each player hashes one frame in this many (see `--verify-every`).
+    pub verify_every: u64,
 }
 
 /// The measurements of one player, fed by either protocol.
@@ -50,10 +52,14 @@ pub(crate) struct Sink {
     /// and timestamp, against which later frames' lateness is measured.
     clock_base: Option<(Instant, u32)>,
     stats: Arc<ThreadStats>,
+    /// Hash the frames whose `(seq + id) % verify_every == 0`: players take turns, so
+    /// together they cover every frame.
+    id: u64,
+    verify_every: u64,
 }
 
 impl Sink {
-    fn new(ctx: &Ctx) -> Sink {
+    fn new(ctx: &Ctx, id: u64) -> Sink {
         Sink {
             t0: Instant::now(),
             t0_ns: stamp::realtime_ns(),
@@ -65,6 +71,8 @@ impl Sink {
             stamped: false,
             clock_base: None,
             stats: ctx.stats.clone(),
+            id,
+            verify_every: ctx.verify_every.max(1),
         }
     }
 
@@ -114,7 +122,8 @@ impl Sink {
                 .saturating_record((now.duration_since(self.t0).as_micros() as u64).max(1));
         }
         let mut errors = 0;
-        let check = stamp::check(payload);
+        let (id, every) = (self.id, self.verify_every);
+        let check = stamp::check_sampled(payload, |seq| seq.wrapping_add(id) % every == 0);
         match check {
             Check::Intact(s) | Check::Corrupt(s) => {
                 self.stamped = true;
@@ -186,7 +195,7 @@ pub(crate) fn io_end(e: &std::io::Error) -> End {
 
 /// Runs player `id` until the end of the run; returns (reached playback, end, tally).
 pub async fn play(ctx: Rc<Ctx>, id: u64) -> (bool, End, PlayerTally) {
-    let mut sink = Sink::new(&ctx);
+    let mut sink = Sink::new(&ctx, id);
     let end = match ctx.target.scheme {
         Scheme::Rtmp => play_rtmp(&ctx, id, &mut sink).await,
         Scheme::Http => crate::http::play_http(&ctx, &mut sink).await,
@@ -214,16 +223,18 @@ pub(crate) async fn connect(ctx: &Ctx, sink: &Sink) -> Result<Stream, End> {
     }
 }
 
-/// Reads once, within the run and the player's patience; counts the bytes. `Err` is how
-/// the player ends: the run is over, the server closed, or it went silent too long.
+/// Reads once (at most `want` bytes, appended to `buf` in place), within the run and the
+/// player's patience; counts the bytes. `Err` is how the player ends: the run is over, the
+/// server closed, or it went silent too long.
 pub(crate) async fn read_some(
     ctx: &Ctx,
     sink: &mut Sink,
     stream: &Stream,
-    rbuf: Vec<u8>,
-) -> Result<(Vec<u8>, usize), End> {
+    buf: BytesMut,
+    want: usize,
+) -> Result<BytesMut, End> {
     let until = read_deadline(ctx, sink.started, sink.t0, sink.last_media);
-    let Ok((res, buf)) = timeout_at(until.into(), stream.read(rbuf)).await else {
+    let Ok((res, buf)) = timeout_at(until.into(), stream.read_buf(buf, want)).await else {
         return Err(if Instant::now() >= ctx.deadline && sink.started {
             End::Clean
         } else {
@@ -235,7 +246,7 @@ pub(crate) async fn read_some(
         Ok(0) => Err(End::Reset),
         Ok(n) => {
             sink.bytes(n);
-            Ok((buf, n))
+            Ok(buf)
         }
         Err(e) => Err(io_end(&e)),
     }
@@ -254,19 +265,16 @@ async fn play_rtmp(ctx: &Ctx, id: u64, sink: &mut Sink) -> End {
     let mut client = Client::new(cfg, id.wrapping_mul(0x9E37_79B9_7F4A_7C15), 0);
     client.start();
     let mut inbuf = BytesMut::with_capacity(READ_SIZE);
-    let mut rbuf = Vec::with_capacity(READ_SIZE);
     loop {
         if client.has_output() {
             if let Err(e) = stream.write_all(client.take_output().freeze()).await {
                 return io_end(&e);
             }
         }
-        let n;
-        (rbuf, n) = match read_some(ctx, sink, &stream, rbuf).await {
-            Ok(r) => r,
+        inbuf = match read_some(ctx, sink, &stream, inbuf, READ_SIZE).await {
+            Ok(b) => b,
             Err(end) => return end,
         };
-        inbuf.extend_from_slice(&rbuf[..n]);
         let now_ms = sink.t0.elapsed().as_millis() as u64;
         if client.handle_input(&mut inbuf, now_ms).is_err() {
             return End::Error;

@@ -134,20 +134,17 @@ async fn connect(io: Io, target: &Target) -> anyhow::Result<Conn> {
     let mut client = Client::new(cfg, 0x5EED, 0);
     client.start();
     let mut inbuf = BytesMut::new();
-    let mut rbuf = Vec::with_capacity(16 * 1024);
     let t0 = Instant::now();
     loop {
         let out = client.take_output();
         stream.write_all(out.freeze()).await?;
-        let (res, buf) = timeout_at(give_up.into(), stream.read(rbuf))
+        let (res, buf) = timeout_at(give_up.into(), stream.read_buf(inbuf, READ_SIZE))
             .await
             .context("publish did not start within 10 s")?;
-        rbuf = buf;
-        let n = res?;
-        if n == 0 {
+        inbuf = buf;
+        if res? == 0 {
             bail!("the server closed the connection before publishing started");
         }
-        inbuf.extend_from_slice(&rbuf[..n]);
         client.handle_input(&mut inbuf, t0.elapsed().as_millis() as u64)?;
         while let Some(ev) = client.poll_event() {
             match ev {
@@ -173,15 +170,16 @@ async fn connect(io: Io, target: &Target) -> anyhow::Result<Conn> {
     }
 }
 
+/// How much one read of the server's replies takes at most.
+const READ_SIZE: usize = 16 * 1024;
+
 /// Reads what the server sends a publisher; replies go out with the next media write.
 async fn drain(stream: Rc<Stream>, client: Rc<RefCell<Client>>, mut inbuf: BytesMut, t0: Instant) {
-    let mut rbuf = Vec::with_capacity(16 * 1024);
     loop {
-        let (res, buf) = stream.read(rbuf).await;
-        rbuf = buf;
+        let (res, buf) = stream.read_buf(inbuf, READ_SIZE).await;
+        inbuf = buf;
         match res {
             Ok(n) if n > 0 => {
-                inbuf.extend_from_slice(&rbuf[..n]);
                 let mut c = client.borrow_mut();
                 if c.handle_input(&mut inbuf, t0.elapsed().as_millis() as u64)
                     .is_err()

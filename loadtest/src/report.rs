@@ -233,6 +233,9 @@ pub struct Harness {
     pub max_loop_lag_ms: f64,
     /// 99th percentile ticker lag, ms.
     pub p99_loop_lag_ms: f64,
+    /// Each player hashed one video frame in this many (`--verify-every`); every frame's
+    /// stamp was checked.
+    pub verify_every: u64,
 }
 
 /// The JSON report (`--json`).
@@ -319,8 +322,16 @@ impl Report {
             ));
         }
         s.push_str(&format!(
-            "integrity        {} errors ({} gaps, {} corrupt, {} out of order), {} stalls\n",
-            self.integrity_errors, self.gaps, self.corrupt, self.out_of_order, self.stalls
+            "integrity        {} errors ({} gaps, {} corrupt, {} out of order), {} stalls{}\n",
+            self.integrity_errors,
+            self.gaps,
+            self.corrupt,
+            self.out_of_order,
+            self.stalls,
+            match self.harness.verify_every {
+                1 => String::new(),
+                n => format!("; each player hashed 1 frame in {n}"),
+            }
         ));
         let h = &self.harness;
         s.push_str(&format!(

@@ -91,6 +91,10 @@ pub struct HubConfig {
     pub gop_cache_max_ms: u32,
     /// Replace a publisher instead of refusing the newcomer.
     pub takeover: bool,
+    /// Phases of the coalescing wheel: players are spread over this many slots, one slot
+    /// woken per [`Hub::tick`], so a core's writes (and its players' reads) are spread over
+    /// the coalescing period instead of all landing at once. 1 wakes everyone every tick.
+    pub coalesce_slots: usize,
 }
 
 /// Who feeds a stream on this core.
@@ -145,8 +149,8 @@ impl Stream {
     }
 
     /// Hands a live frame to every local player and the mirror's cache; players whose
-    /// writers wait for the coalescing tick go on `dirty`.
-    fn fan_out(&mut self, frame: &Arc<Frame>, now: Instant, dirty: &mut Vec<Rc<Outbox>>) {
+    /// writers wait for the coalescing tick go on their slot of the `wheel`.
+    fn fan_out(&mut self, frame: &Arc<Frame>, now: Instant, wheel: &mut [Vec<Rc<Outbox>>]) {
         self.cache.push(frame);
         self.players.retain(|p| {
             if p.is_closed() {
@@ -154,7 +158,7 @@ impl Stream {
             }
             p.push_frame(frame, now);
             if p.schedule() {
-                dirty.push(p.clone());
+                wheel[p.phase() % wheel.len()].push(p.clone());
             }
             true
         });
@@ -177,8 +181,12 @@ pub struct Hub {
     /// Streams owned by other cores, as announced.
     directory: HashMap<String, usize>,
     next_publisher: u64,
-    /// Players with frames waiting for the next coalescing tick.
-    dirty: Vec<Rc<Outbox>>,
+    /// Players with frames waiting for a coalescing tick, by phase slot.
+    wheel: Vec<Vec<Rc<Outbox>>>,
+    /// The slot the last tick woke.
+    cursor: usize,
+    /// The phase the next player gets.
+    next_phase: usize,
     /// Frames that could not be sent to a core because its inbox was full.
     pub dropped_cross_core: u64,
 }
@@ -186,6 +194,9 @@ pub struct Hub {
 impl Hub {
     /// The hub of core `core`; `peers[i]` is core i's inbox (this core's own included).
     pub fn new(core: usize, config: HubConfig, peers: Vec<mpsc::Sender<CoreMsg>>) -> Hub {
+        let wheel = (0..config.coalesce_slots.max(1))
+            .map(|_| Vec::new())
+            .collect();
         Hub {
             core,
             config,
@@ -193,7 +204,9 @@ impl Hub {
             streams: HashMap::new(),
             directory: HashMap::new(),
             next_publisher: 1,
-            dirty: Vec::new(),
+            wheel,
+            cursor: 0,
+            next_phase: 0,
             dropped_cross_core: 0,
         }
     }
@@ -285,7 +298,7 @@ impl Hub {
         if s.source != Source::Local(id) {
             return;
         }
-        s.fan_out(&frame, now, &mut self.dirty);
+        s.fan_out(&frame, now, &mut self.wheel);
         if !s.subscribers.is_empty() {
             s.pending.push(frame);
         }
@@ -342,6 +355,8 @@ impl Hub {
     /// A player of `key` arrives. Returns true when the stream is live (the player's outbox
     /// got the start marker and the cache); otherwise the player waits for a publisher.
     pub fn play(&mut self, key: &str, player: Rc<Outbox>, now: Instant) -> bool {
+        player.set_phase(self.next_phase);
+        self.next_phase = self.next_phase.wrapping_add(1);
         let cfg = self.config.clone();
         let remote = self.directory.get(key).copied();
         let s = self
@@ -489,7 +504,7 @@ impl Hub {
                 if let Some(s) = self.streams.get_mut(&key) {
                     if matches!(s.source, Source::Remote(_)) && !s.subscribed {
                         for f in &frames {
-                            s.fan_out(f, now, &mut self.dirty);
+                            s.fan_out(f, now, &mut self.wheel);
                         }
                     }
                 }
@@ -498,11 +513,22 @@ impl Hub {
         }
     }
 
-    /// The coalescing tick: wakes the writer of every player with frames queued since the
-    /// last tick, so each sends them all in one write.
+    /// The coalescing tick, called every coalescing period / `coalesce_slots`: wakes the
+    /// writers of the next slot's players with frames queued, so each sends all it has
+    /// queued since its previous turn in one write.
     pub fn tick(&mut self) {
-        for p in self.dirty.drain(..) {
+        self.cursor = (self.cursor + 1) % self.wheel.len();
+        for p in self.wheel[self.cursor].drain(..) {
             p.wake();
+        }
+    }
+
+    /// Wakes every player with frames queued, whatever its slot (at shutdown).
+    pub fn wake_all(&mut self) {
+        for slot in &mut self.wheel {
+            for p in slot.drain(..) {
+                p.wake();
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! A connection's send queue: control bytes, shared frames and player events, bounded in
 //! bytes, with the slow-player policy.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -69,6 +69,8 @@ pub struct Outbox {
     slow_timeout: Duration,
     start_at_key: bool,
     coalesce: bool,
+    /// Which slot of the hub's coalescing wheel wakes this writer.
+    phase: Cell<usize>,
 }
 
 impl Outbox {
@@ -96,7 +98,18 @@ impl Outbox {
             slow_timeout,
             start_at_key,
             coalesce,
+            phase: Cell::new(0),
         })
+    }
+
+    /// Sets the coalescing phase (the hub gives each player the next one in turn).
+    pub fn set_phase(&self, phase: usize) {
+        self.phase.set(phase);
+    }
+
+    /// The coalescing phase.
+    pub fn phase(&self) -> usize {
+        self.phase.get()
     }
 
     fn notify(&self, mut i: std::cell::RefMut<'_, Inner>) {
@@ -254,6 +267,12 @@ impl Outbox {
             }
             self.ready.notified().await;
         }
+    }
+
+    /// Whether [`Outbox::ready`] would return at once (the writer has been woken).
+    pub fn is_woken(&self) -> bool {
+        let i = self.inner.borrow();
+        i.closed || i.wake
     }
 
     /// Waits until the outbox is closed.

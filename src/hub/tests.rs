@@ -17,6 +17,7 @@ fn cfg() -> HubConfig {
         gop_cache_max_bytes: 1 << 20,
         gop_cache_max_ms: 10_000,
         takeover: false,
+        coalesce_slots: 1,
     }
 }
 
@@ -318,4 +319,66 @@ fn coalesced_frames_wait_for_the_tick_and_go_out_together() {
         h.push("live/a", id, headers()[1].clone(), now);
         assert!(timeout(Duration::from_millis(50), p.ready()).await.is_ok());
     });
+}
+
+#[test]
+fn the_coalescing_wheel_wakes_one_slot_of_players_per_tick() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    // Takes the writer's wake-up, as the writer does when it runs.
+    let consume = |p: &Outbox| {
+        assert!(p.is_woken());
+        rt.block_on(p.ready());
+    };
+    let now = Instant::now();
+    let mut h = Hub::new(
+        0,
+        HubConfig {
+            coalesce_slots: 4,
+            ..cfg()
+        },
+        vec![],
+    );
+    let id = publish_with_gop(&mut h, "live/a", now);
+    let players: Vec<_> = (0..8)
+        .map(|_| {
+            let p = Outbox::with_coalescing(64 * 1024, Duration::from_secs(10), false, true);
+            h.play("live/a", p.clone(), now);
+            consume(&p);
+            drain(&p);
+            p
+        })
+        .collect();
+    h.push("live/a", id, video(100, false, 100), now);
+    assert!(
+        players.iter().all(|p| !p.is_woken()),
+        "frames wait for a tick"
+    );
+    let mut woken_per_tick = Vec::new();
+    for _ in 0..4 {
+        let before: Vec<bool> = players.iter().map(|p| p.is_woken()).collect();
+        h.tick();
+        let newly = players
+            .iter()
+            .zip(&before)
+            .filter(|(p, was)| p.is_woken() && !**was)
+            .count();
+        woken_per_tick.push(newly);
+    }
+    // Eight players over four slots: two a tick, and after a full turn, all of them.
+    assert_eq!(woken_per_tick, vec![2, 2, 2, 2]);
+    for p in &players {
+        consume(p);
+        assert_eq!(drain(p), vec!["100"]);
+    }
+    // A frame queued for a slot that just ticked waits a whole turn, never longer.
+    h.push("live/a", id, video(101, false, 101), now);
+    let ticks_until_all: usize = (1..=4)
+        .find(|_| {
+            h.tick();
+            players.iter().all(|p| p.is_woken())
+        })
+        .expect("every player woken within one turn of the wheel");
+    assert_eq!(ticks_until_all, 4);
 }

@@ -86,6 +86,12 @@ pub fn resolve_io(mode: IoMode) -> anyhow::Result<Io> {
     }
 }
 
+/// How many phases the coalescing period is cut into: about one slot per 4 ms (at most 64),
+/// so each tick wakes a small share of a core's players instead of all of them at once.
+fn coalesce_slots(period: Duration) -> usize {
+    (period.as_millis() / 4).clamp(1, 64) as usize
+}
+
 /// Binds the listeners and starts the core threads.
 pub fn start(config: &Config) -> anyhow::Result<Running> {
     config.validate()?;
@@ -106,6 +112,7 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
             .as_millis()
             .min(u128::from(u32::MAX)) as u32,
         takeover: config.publish_conflict == PublishConflict::Takeover,
+        coalesce_slots: coalesce_slots(config.write_coalesce),
     };
     let mut threads = Vec::with_capacity(cores);
     for (index, ((rx, rtmp), http)) in rxs.into_iter().zip(rtmp).zip(http).enumerate() {
@@ -179,7 +186,8 @@ async fn core_main(
     let ticker = (!core.config.write_coalesce.is_zero()).then(|| {
         let core = core.clone();
         runtime::spawn(async move {
-            let period = core.config.write_coalesce;
+            let period =
+                core.config.write_coalesce / coalesce_slots(core.config.write_coalesce) as u32;
             let mut next = Instant::now() + period;
             loop {
                 tokio::time::sleep_until(next.into()).await;
@@ -202,7 +210,7 @@ async fn core_main(
         h.abort();
     }
     core.hub.borrow_mut().shutdown();
-    core.hub.borrow_mut().tick();
+    core.hub.borrow_mut().wake_all();
     // Connections that neither publish nor play have nothing to be told: close them.
     for o in core.outboxes.borrow().iter().filter_map(Weak::upgrade) {
         if !o.is_started() {

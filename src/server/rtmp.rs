@@ -158,18 +158,20 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
     let handshake_deadline = start + cfg.handshake_timeout;
     let mut connected = false;
     let mut inbuf = BytesMut::new();
-    let mut rbuf = Vec::with_capacity(PLAYER_READ);
     loop {
-        if rbuf.capacity() < PUBLISHER_READ && matches!(*conn.role.borrow(), Role::Publisher { .. })
-        {
-            rbuf = Vec::with_capacity(PUBLISHER_READ);
-        }
+        let want = if matches!(*conn.role.borrow(), Role::Publisher { .. }) {
+            PUBLISHER_READ
+        } else {
+            PLAYER_READ
+        };
         let deadline = if connected {
             Instant::now() + cfg.idle_timeout
         } else {
             handshake_deadline
         };
-        let (res, buf) = match timeout_at(deadline.into(), stream.read(rbuf)).await {
+        // Read straight into the receive buffer: the chunk reader slices messages out of
+        // it, so a publisher's bytes are never copied before they are shared.
+        let (res, buf) = match timeout_at(deadline.into(), stream.read_buf(inbuf, want)).await {
             Ok(r) => r,
             Err(_) => {
                 conn.set_reason(if connected {
@@ -180,19 +182,18 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
                 return;
             }
         };
-        rbuf = buf;
-        let n = match res {
+        inbuf = buf;
+        match res {
             Ok(0) => {
                 conn.set_reason("peer closed");
                 return;
             }
-            Ok(n) => n,
+            Ok(_) => {}
             Err(e) => {
                 conn.set_reason(format!("read: {e}"));
                 return;
             }
-        };
-        inbuf.extend_from_slice(&rbuf[..n]);
+        }
         let now = Instant::now();
         let now_ms = now.duration_since(start).as_millis() as u64;
         let result = conn.session.borrow_mut().handle_input(&mut inbuf, now_ms);
@@ -216,7 +217,7 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
         conn.flush_session();
         conn.core.hub.borrow_mut().flush();
         // An idle player's receive buffer need not outlive the bytes it held.
-        if inbuf.is_empty() && rbuf.capacity() < PUBLISHER_READ {
+        if inbuf.is_empty() && want == PLAYER_READ {
             inbuf = BytesMut::new();
         }
         if conn.outbox.is_closed() {
