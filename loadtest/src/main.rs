@@ -387,6 +387,8 @@ async fn ticker(stats: Arc<ThreadStats>, deadline: Instant) {
 fn progress(stats: &[Arc<ThreadStats>], done: &AtomicBool, players: u64, start: Instant) {
     let mut last_bytes = 0u64;
     let mut last = Instant::now();
+    // The progress line shows the last second's latency; the report has the whole run's.
+    let mut before = histogram();
     while !done.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(200));
         if last.elapsed() < Duration::from_secs(1) {
@@ -406,15 +408,18 @@ fn progress(stats: &[Arc<ThreadStats>], done: &AtomicBool, players: u64, start: 
                 let _ = lat.add(&h.latency);
             }
         }
+        let mut window = lat.clone();
+        let _ = window.subtract(&before);
+        before = lat;
         let q = |x: f64| {
-            if lat.is_empty() {
+            if window.is_empty() {
                 "-".to_owned()
             } else {
-                format!("{:.1}", lat.value_at_quantile(x) as f64 / 1000.0)
+                format!("{:.1}", window.value_at_quantile(x) as f64 / 1000.0)
             }
         };
         eprintln!(
-            "[{:>5.1}s] players {connected}/{players} connected, {failed} failed | {:.1} Mbit/s in | latency p50 {} p99 {} ms | {errors} errors, {stalls} stalls",
+            "[{:>5.1}s] players {connected}/{players} connected, {failed} failed | {:.1} Mbit/s in | last 1 s latency p50 {} p99 {} ms | {errors} errors, {stalls} stalls",
             start.elapsed().as_secs_f64(),
             (bytes - last_bytes) as f64 * 8.0 / dt / 1e6,
             q(0.5),

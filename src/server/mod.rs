@@ -233,7 +233,23 @@ async fn core_main(
     }
 }
 
+/// Accepts waiting on one listener at once: io_uring completes one accept per operation
+/// and a busy core turns its loop only every few milliseconds, so a single accept loop
+/// would cap a loaded core at a few hundred new connections a second (then the backlog
+/// fills and the kernel drops SYNs, which clients see as multi-second connects).
+const CONCURRENT_ACCEPTS: usize = 16;
+
 async fn accept_rtmp(core: Rc<Core>, listener: Listener) {
+    let listener = Rc::new(listener);
+    let mut loops = tokio::task::JoinSet::new();
+    for _ in 0..CONCURRENT_ACCEPTS {
+        loops.spawn_local(accept_rtmp_loop(core.clone(), listener.clone()));
+    }
+    // Aborting this task drops the set, which aborts the loops.
+    while loops.join_next().await.is_some() {}
+}
+
+async fn accept_rtmp_loop(core: Rc<Core>, listener: Rc<Listener>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
