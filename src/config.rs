@@ -79,11 +79,17 @@ pub struct Config {
     /// messages never wait. Default `50ms`.
     #[serde(with = "humantime")]
     pub write_coalesce: Duration,
+    /// Player writes one core issues per second at most: when its players would need more
+    /// (players / `write_coalesce` above this), the coalescing period stretches so each
+    /// write carries more, instead of the core running out of CPU. 0: no cap. Default
+    /// 100000 (10,000 players on a core: 100 ms).
+    pub max_write_rate: u32,
     /// Connections one core accepts at most; more are closed at once. Default 20000.
     pub max_connections_per_core: usize,
     /// Largest RTMP message accepted, in bytes. Default 16 MiB.
     pub max_message_size: u32,
-    /// The RTMP chunk size ringcast sends with. Default 4096.
+    /// The RTMP chunk size ringcast sends with. Default 60000 (as SRS): nearly every
+    /// message is one chunk, which players reassemble without a copy.
     pub chunk_size: u32,
     /// How long the RTMP handshake and `connect` may take. Default `10s`.
     #[serde(with = "humantime")]
@@ -111,9 +117,10 @@ impl Default for Config {
             player_queue_bytes: 8 << 20,
             slow_player_timeout: Duration::from_secs(10),
             write_coalesce: Duration::from_millis(50),
+            max_write_rate: 100_000,
             max_connections_per_core: 20_000,
             max_message_size: 16 << 20,
-            chunk_size: 4096,
+            chunk_size: 60_000,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
         }

@@ -157,6 +157,8 @@ fn players_receive_exactly_what_was_published_and_late_joiners_start_at_once() {
         cores: 2,
         log: "warn".into(),
         shutdown_grace: Duration::from_secs(2),
+        // Smaller than the keyframes, so shared encodings span several chunks.
+        chunk_size: 4096,
         ..Config::default()
     };
     let server = ringcast::server::start(&config).expect("server");

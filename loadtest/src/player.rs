@@ -20,8 +20,10 @@ use ringcast::runtime::{Io, Stream};
 pub const PATIENCE: Duration = Duration::from_secs(10);
 /// A gap without media longer than this is a stall.
 pub const STALL: Duration = Duration::from_secs(1);
-/// Socket read size.
+/// Socket read size with io_uring (a buffer per player, so kept small).
 const READ_SIZE: usize = 16 * 1024;
+/// Socket read size with epoll: one shared buffer, so a whole keyframe burst is one read.
+const SHARED_READ_SIZE: usize = 128 * 1024;
 
 /// What every player on a thread shares.
 pub struct Ctx {
@@ -241,15 +243,88 @@ pub(crate) async fn read_some(
             End::TimedOut
         });
     };
+    read_result(ctx, sink, res).map(|_| buf)
+}
+
+/// What a read's result means for the player: bytes (counted), or how it ends.
+fn read_result(ctx: &Ctx, sink: &mut Sink, res: std::io::Result<usize>) -> Result<usize, End> {
     match res {
         Ok(0) if Instant::now() >= ctx.deadline => Err(End::Clean),
         Ok(0) => Err(End::Reset),
         Ok(n) => {
             sink.bytes(n);
-            Ok(buf)
+            Ok(n)
         }
         Err(e) => Err(io_end(&e)),
     }
+}
+
+/// Waits until the stream is readable (epoll), within the run and the player's patience.
+async fn readable(ctx: &Ctx, sink: &Sink, stream: &Stream) -> Result<(), End> {
+    let until = read_deadline(ctx, sink.started, sink.t0, sink.last_media);
+    match timeout_at(until.into(), stream.readable()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(io_end(&e)),
+        Err(_) if Instant::now() >= ctx.deadline && sink.started => Err(End::Clean),
+        Err(_) => Err(End::TimedOut),
+    }
+}
+
+thread_local! {
+    /// The epoll players' shared receive buffer: every read lands in the same few cache-hot
+    /// kilobytes and is parsed at once; only a partial message is copied out, to the
+    /// player's own buffer. (io_uring needs a buffer per pending read instead, and by the
+    /// time a batch of completions is parsed the kernel's copies have left the cache.)
+    static SCRATCH: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
+/// One read of an epoll player: into the shared buffer when nothing is pending, else
+/// after the pending bytes; then parsed. `Ok(false)`: nothing had arrived after all.
+fn read_now(
+    ctx: &Ctx,
+    sink: &mut Sink,
+    stream: &Stream,
+    pending: &mut BytesMut,
+    parse: &mut dyn FnMut(&mut BytesMut, &mut Sink) -> Result<(), End>,
+) -> Result<bool, End> {
+    let mut read_into = |buf: &mut BytesMut, sink: &mut Sink| -> Result<bool, End> {
+        match stream.try_read_buf(buf, SHARED_READ_SIZE) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+            res => read_result(ctx, sink, res)?,
+        };
+        parse(buf, sink)?;
+        Ok(true)
+    };
+    if !pending.is_empty() {
+        return read_into(pending, sink);
+    }
+    SCRATCH.with(|cell| {
+        let mut scratch = cell.borrow_mut();
+        scratch.clear();
+        let got = read_into(&mut scratch, sink);
+        // A message cut by the read waits in the player's own buffer.
+        pending.extend_from_slice(&scratch);
+        scratch.clear();
+        got
+    })
+}
+
+/// Hands received bytes to the player's RTMP client and what it decodes to the sink.
+fn parse(client: &mut Client, buf: &mut BytesMut, sink: &mut Sink) -> Result<(), End> {
+    let now_ms = sink.t0.elapsed().as_millis() as u64;
+    if client.handle_input(buf, now_ms).is_err() {
+        return Err(End::Error);
+    }
+    while let Some(ev) = client.poll_event() {
+        match ev {
+            Event::HandshakeDone => sink.connected(),
+            Event::Playing { .. } => sink.playing(),
+            Event::Rejected { .. } => return Err(End::Refused),
+            Event::Media(m) => sink.media(m.kind, m.timestamp, &m.payload),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 async fn play_rtmp(ctx: &Ctx, id: u64, sink: &mut Sink) -> End {
@@ -264,29 +339,32 @@ async fn play_rtmp(ctx: &Ctx, id: u64, sink: &mut Sink) -> End {
     );
     let mut client = Client::new(cfg, id.wrapping_mul(0x9E37_79B9_7F4A_7C15), 0);
     client.start();
-    let mut inbuf = BytesMut::with_capacity(READ_SIZE);
+    // io_uring: the player's own buffer, read in place. epoll: the shared one.
+    let mut inbuf = BytesMut::with_capacity(if ctx.io == Io::Uring { READ_SIZE } else { 0 });
     loop {
         if client.has_output() {
             if let Err(e) = stream.write_all(client.take_output().freeze()).await {
                 return io_end(&e);
             }
         }
-        inbuf = match read_some(ctx, sink, &stream, inbuf, READ_SIZE).await {
-            Ok(b) => b,
-            Err(end) => return end,
+        let step = match ctx.io {
+            Io::Uring => match read_some(ctx, sink, &stream, inbuf, READ_SIZE).await {
+                Ok(b) => {
+                    inbuf = b;
+                    parse(&mut client, &mut inbuf, sink)
+                }
+                Err(end) => return end,
+            },
+            Io::Epoll => match readable(ctx, sink, &stream).await {
+                Ok(()) => read_now(ctx, sink, &stream, &mut inbuf, &mut |b, s| {
+                    parse(&mut client, b, s)
+                })
+                .map(|_| ()),
+                Err(end) => Err(end),
+            },
         };
-        let now_ms = sink.t0.elapsed().as_millis() as u64;
-        if client.handle_input(&mut inbuf, now_ms).is_err() {
-            return End::Error;
-        }
-        while let Some(ev) = client.poll_event() {
-            match ev {
-                Event::HandshakeDone => sink.connected(),
-                Event::Playing { .. } => sink.playing(),
-                Event::Rejected { .. } => return End::Refused,
-                Event::Media(m) => sink.media(m.kind, m.timestamp, &m.payload),
-                _ => {}
-            }
+        if let Err(end) = step {
+            return end;
         }
         if Instant::now() >= ctx.deadline {
             return if sink.started {

@@ -16,37 +16,47 @@ use common::{Player, run, server_config, spawn};
 
 #[test]
 fn every_player_gets_intact_frames_from_ringcast_at_once() {
-    let server = ringcast::server::start(&server_config(2)).expect("server starts");
-    let url = format!("rtmp://{}/live/itest", server.rtmp_addr);
-    let r = run(
-        "ringcast",
-        &[
-            "run",
-            "--url",
-            &url,
-            "--players",
-            "20",
-            "--ramp",
-            "40/s",
-            "--duration",
-            "4s",
-            "--bitrate",
-            "1M",
-            "--gop",
-            "2s",
-            "--audio",
-        ],
-    );
-    server.shutdown();
-    let stdout = &r.stdout;
-    assert_eq!(r.n(&["players", "connected"]), 20, "{stdout}");
-    assert_eq!(r.n(&["players", "failed"]), 0, "{stdout}");
-    assert_eq!(r.n(&["integrity_errors"]), 0, "{stdout}");
-    assert_eq!(r.n(&["stalls"]), 0, "{stdout}");
-    // Players join mid-GOP (ramp 40/s over a 2 s GOP) and still start at once: the GOP
-    // cache hands them the last keyframe. Without it TTFF would be up to 2 s.
-    let ttff_p99 = r.report["ttff_ms"]["p99"].as_f64().expect("ttff");
-    assert!(ttff_p99 < 500.0, "TTFF p99 {ttff_p99} ms: {stdout}");
+    // Both of the harness's read paths: epoll's shared buffer and io_uring's own buffers.
+    let mut backends = vec!["epoll"];
+    if ringcast::runtime::Io::detect("auto").ok() == Some(ringcast::runtime::Io::Uring) {
+        backends.push("uring");
+    }
+    for io in backends {
+        let server = ringcast::server::start(&server_config(2)).expect("server starts");
+        let url = format!("rtmp://{}/live/itest", server.rtmp_addr);
+        let r = run(
+            "ringcast",
+            &[
+                "run",
+                "--url",
+                &url,
+                "--players",
+                "20",
+                "--ramp",
+                "40/s",
+                "--duration",
+                "4s",
+                "--bitrate",
+                "1M",
+                "--gop",
+                "2s",
+                "--audio",
+                "--io",
+                io,
+            ],
+        );
+        server.shutdown();
+        let stdout = &r.stdout;
+        assert_eq!(r.n(&["players", "connected"]), 20, "{io}: {stdout}");
+        assert_eq!(r.n(&["players", "failed"]), 0, "{io}: {stdout}");
+        assert_eq!(r.n(&["integrity_errors"]), 0, "{io}: {stdout}");
+        assert_eq!(r.n(&["stalls"]), 0, "{io}: {stdout}");
+        assert!(r.n(&["frames"]) > 20 * 60, "{io}: too few frames: {stdout}");
+        // Players join mid-GOP (ramp 40/s over a 2 s GOP) and still start at once: the GOP
+        // cache hands them the last keyframe. Without it TTFF would be up to 2 s.
+        let ttff_p99 = r.report["ttff_ms"]["p99"].as_f64().expect("ttff");
+        assert!(ttff_p99 < 500.0, "{io}: TTFF p99 {ttff_p99} ms: {stdout}");
+    }
 }
 
 /// A player that stops reading is dropped to keyframes, then closed after

@@ -161,6 +161,29 @@ impl Stream {
         }
     }
 
+    /// Waits until a read would not block (epoll). With io_uring there is no readiness to
+    /// wait for: it returns at once and [`Stream::try_read_buf`] says `Unsupported`.
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Stream::Uring(_) => Ok(()),
+            Stream::Epoll(s) => s.readable().await,
+        }
+    }
+
+    /// Reads what has arrived (at most `want` bytes) into `buf`'s spare capacity without
+    /// waiting: `WouldBlock` when nothing has. Epoll only: it lets a caller read into a
+    /// buffer it reuses for every connection (hot in cache), which io_uring's owned
+    /// buffers cannot.
+    pub fn try_read_buf(&self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
+        match self {
+            Stream::Uring(_) => Err(io::ErrorKind::Unsupported.into()),
+            Stream::Epoll(s) => {
+                buf.reserve(want.max(1));
+                s.try_read_buf(&mut buf.limit(want.max(1)))
+            }
+        }
+    }
+
     /// Writes all of `data`.
     pub async fn write_all(&self, data: Bytes) -> io::Result<()> {
         if data.is_empty() {

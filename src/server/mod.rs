@@ -86,6 +86,17 @@ pub fn resolve_io(mode: IoMode) -> anyhow::Result<Io> {
     }
 }
 
+/// How long one turn of a core's coalescing wheel takes (each player writes once a turn):
+/// `write_coalesce`, stretched when the core's players would otherwise need more than
+/// `max_write_rate` writes a second.
+fn coalesce_turn(write_coalesce: Duration, max_write_rate: u32, players: usize) -> Duration {
+    if max_write_rate == 0 {
+        return write_coalesce;
+    }
+    let needed = Duration::from_secs_f64(players as f64 / f64::from(max_write_rate));
+    write_coalesce.max(needed).min(Duration::from_secs(1))
+}
+
 /// How many phases the coalescing period is cut into: about one slot per 4 ms (at most 64),
 /// so each tick wakes a small share of a core's players instead of all of them at once.
 fn coalesce_slots(period: Duration) -> usize {
@@ -186,13 +197,17 @@ async fn core_main(
     let ticker = (!core.config.write_coalesce.is_zero()).then(|| {
         let core = core.clone();
         runtime::spawn(async move {
-            let period =
-                core.config.write_coalesce / coalesce_slots(core.config.write_coalesce) as u32;
-            let mut next = Instant::now() + period;
+            let slots = coalesce_slots(core.config.write_coalesce) as u32;
+            let mut next = Instant::now();
             loop {
+                let turn = coalesce_turn(
+                    core.config.write_coalesce,
+                    core.config.max_write_rate,
+                    core.connections.get(),
+                );
+                next = (next + turn / slots).max(Instant::now());
                 tokio::time::sleep_until(next.into()).await;
                 core.hub.borrow_mut().tick();
-                next = (next + period).max(Instant::now());
             }
         })
     });
@@ -267,5 +282,26 @@ async fn accept_rtmp_loop(core: Rc<Core>, listener: Rc<Listener>) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_coalescing_turn_stretches_past_the_write_rate_cap() {
+        let ms = Duration::from_millis;
+        // 1,000 players at 100,000 writes/s fit in 50 ms turns.
+        assert_eq!(coalesce_turn(ms(50), 100_000, 1_000), ms(50));
+        // 10,000 do not: each writes every 100 ms instead.
+        assert_eq!(coalesce_turn(ms(50), 100_000, 10_000), ms(100));
+        // No cap, and never past a second.
+        assert_eq!(coalesce_turn(ms(50), 0, 1_000_000), ms(50));
+        assert_eq!(coalesce_turn(ms(50), 1, 1_000_000), ms(1000));
+        // About one slot per 4 ms.
+        assert_eq!(coalesce_slots(ms(50)), 12);
+        assert_eq!(coalesce_slots(ms(1)), 1);
+        assert_eq!(coalesce_slots(ms(1000)), 64);
     }
 }
