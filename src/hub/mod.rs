@@ -68,6 +68,14 @@ pub enum CoreMsg {
         /// The frames.
         frames: Vec<Arc<Frame>>,
     },
+    /// Core `by` took `key` over (`publish_conflict = "takeover"`): close the local
+    /// publisher of it and follow the new owner.
+    Kick {
+        /// The stream key.
+        key: String,
+        /// The core whose publisher replaces ours.
+        by: usize,
+    },
     /// Stop: tell players the stream ended and close.
     Shutdown,
 }
@@ -75,8 +83,7 @@ pub enum CoreMsg {
 /// Why a publish was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublishError {
-    /// Another publisher has the name (`publish_conflict = "reject"`, or it is on another
-    /// core).
+    /// Another publisher has the name (`publish_conflict = "reject"`).
     InUse,
 }
 
@@ -244,11 +251,13 @@ impl Hub {
         kick: Rc<Outbox>,
         now: Instant,
     ) -> Result<u64, PublishError> {
-        if self.directory.contains_key(key) {
+        let takeover = self.config.takeover;
+        // Another core's publisher has it: refused, or that core is told to let go.
+        let remote_owner = self.directory.get(key).copied();
+        if remote_owner.is_some() && !takeover {
             return Err(PublishError::InUse);
         }
         let id = self.next_publisher;
-        let takeover = self.config.takeover;
         let cfg = self.config.clone();
         let s = self
             .streams
@@ -261,8 +270,9 @@ impl Hub {
                     old.close();
                 }
             }
-            Source::Remote(_) => return Err(PublishError::InUse),
-            Source::None => {}
+            // Our mirror of another core's stream: this core owns it from now on.
+            Source::Remote(_) if !takeover => return Err(PublishError::InUse),
+            Source::Remote(_) | Source::None => {}
         }
         self.next_publisher += 1;
         let republish = s.ever_live;
@@ -283,11 +293,42 @@ impl Hub {
         }
         let key = key.to_owned();
         let owner = self.core;
+        if remote_owner.is_some() {
+            self.directory.remove(&key);
+        }
         self.broadcast(|| CoreMsg::Announce {
             key: key.clone(),
             owner,
         });
+        // After the announce, on the same channel: the old owner learns who has the stream
+        // before it lets its publisher go, so its players follow at once.
+        if let Some(old) = remote_owner {
+            self.send(old, CoreMsg::Kick { key, by: owner });
+        }
         Ok(id)
+    }
+
+    /// Players of `key` here that have no source follow the core the directory names, if
+    /// any: they subscribe to it (and hear a republish once its snapshot arrives).
+    fn follow_owner(&mut self, key: &str) {
+        let Some(&owner) = self.directory.get(key) else {
+            return;
+        };
+        let Some(s) = self.streams.get_mut(key) else {
+            return;
+        };
+        if s.source != Source::None || s.players.is_empty() {
+            return;
+        }
+        if s.ever_live {
+            s.cache.reset();
+        }
+        s.source = Source::Remote(owner);
+        s.subscribed = true;
+        s.ever_live = true;
+        let key = key.to_owned();
+        let core = self.core;
+        self.send(owner, CoreMsg::Subscribe { key, core });
     }
 
     /// A media frame from local publisher `id` of `key`.
@@ -420,18 +461,20 @@ impl Hub {
             CoreMsg::Announce { key, owner } => {
                 self.directory.insert(key.clone(), owner);
                 // Waiting players subscribe now.
-                if let Some(s) = self.streams.get_mut(&key) {
-                    if s.source == Source::None && !s.players.is_empty() {
-                        let republish = s.ever_live;
-                        s.source = Source::Remote(owner);
-                        s.subscribed = true;
-                        s.ever_live = true;
-                        if republish {
-                            s.cache.reset();
-                        }
-                        let core = self.core;
-                        self.send(owner, CoreMsg::Subscribe { key, core });
+                self.follow_owner(&key);
+            }
+            CoreMsg::Kick { key, by } => {
+                let local = self.streams.get(&key).and_then(|s| match s.source {
+                    Source::Local(id) => Some(id),
+                    _ => None,
+                });
+                if let Some(id) = local {
+                    if let Some(old) = self.streams.get_mut(&key).and_then(|s| s.publisher.take()) {
+                        old.close();
                     }
+                    tracing::info!(stream = %key, core = by, "taken over by a publisher on another core");
+                    self.unpublish(&key, id);
+                    self.follow_owner(&key);
                 }
             }
             CoreMsg::Withdraw { key, owner } => {
@@ -447,6 +490,8 @@ impl Hub {
                         }
                     }
                 }
+                // A takeover's announce may have overtaken the old owner's withdraw.
+                self.follow_owner(&key);
                 self.gc(&key);
             }
             CoreMsg::Subscribe { key, core } => {

@@ -382,3 +382,83 @@ fn the_coalescing_wheel_wakes_one_slot_of_players_per_tick() {
         .expect("every player woken within one turn of the wheel");
     assert_eq!(ticks_until_all, 4);
 }
+
+#[test]
+fn a_takeover_from_another_core_replaces_the_owner_and_its_players_follow() {
+    let now = Instant::now();
+    let (tx0, mut rx0) = mpsc::channel(64);
+    let (tx1, mut rx1) = mpsc::channel(64);
+    let (tx2, mut rx2) = mpsc::channel(64);
+    let peers = vec![tx0, tx1, tx2];
+    let takeover = HubConfig {
+        takeover: true,
+        ..cfg()
+    };
+    let mut hubs: Vec<Hub> = (0..3)
+        .map(|c| Hub::new(c, takeover.clone(), peers.clone()))
+        .collect();
+    let mut pump = |hubs: &mut Vec<Hub>| {
+        let mut moved = true;
+        while moved {
+            moved = false;
+            for (c, rx) in [&mut rx0, &mut rx1, &mut rx2].into_iter().enumerate() {
+                while let Ok(m) = rx.try_recv() {
+                    hubs[c].handle(m, now);
+                    moved = true;
+                }
+            }
+        }
+    };
+    // Core 0 publishes; players on cores 0 and 2 watch.
+    let first = outbox();
+    let old_id = hubs[0]
+        .publish("live/t", first.clone(), now)
+        .expect("first");
+    for f in headers() {
+        hubs[0].push("live/t", old_id, f, now);
+    }
+    hubs[0].flush();
+    pump(&mut hubs);
+    let on0 = outbox();
+    let on2 = outbox();
+    hubs[0].play("live/t", on0.clone(), now);
+    hubs[2].play("live/t", on2.clone(), now);
+    pump(&mut hubs);
+    drain(&on0);
+    drain(&on2);
+    // A publisher of the same name on core 1 takes it over.
+    let id = hubs[1].publish("live/t", outbox(), now).expect("takeover");
+    pump(&mut hubs);
+    assert!(first.is_closed(), "the old publisher is kicked");
+    // Its late cleanup changes nothing.
+    hubs[0].unpublish("live/t", old_id);
+    pump(&mut hubs);
+    for f in headers() {
+        hubs[1].push("live/t", id, f, now);
+    }
+    hubs[1].push("live/t", id, video(200, true, 100), now);
+    hubs[1].flush();
+    pump(&mut hubs);
+    // Every player, on the old owner's core and on a third one, now plays the new stream.
+    assert_eq!(
+        drain(&on0),
+        vec![
+            "Unpublished",
+            "Republished",
+            "meta",
+            "Videohdr",
+            "Audiohdr",
+            "K200"
+        ]
+    );
+    let got2 = drain(&on2);
+    assert_eq!(
+        got2.iter().rev().take(4).rev().collect::<Vec<_>>(),
+        vec!["meta", "Videohdr", "Audiohdr", "K200"],
+        "{got2:?}"
+    );
+    assert!(got2.contains(&"Republished".to_owned()), "{got2:?}");
+    for h in &hubs {
+        assert!(h.is_live("live/t"));
+    }
+}
