@@ -367,9 +367,13 @@ mod tests {
         );
     }
 
-    /// tokio-uring and tokio move the same bytes through the same seam.
-    #[test]
-    fn both_backends_accept_read_and_writev() {
+    /// Runs `test` with a connected (accepted, connecting) pair of streams on every backend
+    /// this machine has.
+    fn on_each_backend<F, Fut>(test: F)
+    where
+        F: Fn(Io, Stream, Stream) -> Fut,
+        Fut: Future<Output = ()>,
+    {
         for io in [Io::Epoll, Io::Uring] {
             if io == Io::Uring && Io::detect("auto").ok() != Some(Io::Uring) {
                 continue;
@@ -378,57 +382,56 @@ mod tests {
                 .expect("bind")
                 .remove(0);
             let addr = std_l.local_addr().expect("addr");
-            block_on(io, 64, async move {
+            block_on(io, 64, async {
                 let l = Listener::from_std(io, std_l).expect("listener");
-                let server = spawn(async move {
-                    let (s, _) = l.accept().await.expect("accept");
-                    let parts = vec![
-                        Bytes::from_static(b"hello "),
-                        Bytes::from(vec![b'x'; 100_000]),
-                    ];
-                    s.writev_all(parts).await.expect("writev");
-                    s.shutdown_write();
-                });
-                let c = Stream::connect(io, addr).await.expect("connect");
-                let mut got = Vec::new();
-                let mut buf = Vec::with_capacity(8192);
-                loop {
-                    let (res, b) = c.read(buf).await;
-                    let n = res.expect("read");
-                    if n == 0 {
-                        break;
-                    }
-                    got.extend_from_slice(&b[..n]);
-                    buf = b;
-                }
-                server.await.expect("server task");
-                assert_eq!(got.len(), 6 + 100_000, "{io:?}");
-                assert_eq!(&got[..6], b"hello ");
+                let (accepted, connected) = tokio::join!(l.accept(), Stream::connect(io, addr));
+                test(io, accepted.expect("accept").0, connected.expect("connect")).await;
             })
             .expect("runtime");
         }
     }
 
+    /// tokio-uring and tokio move the same bytes through the same seam.
+    #[test]
+    fn both_backends_accept_read_and_writev() {
+        on_each_backend(|io, s, c| async move {
+            let server = spawn(async move {
+                let parts = vec![
+                    Bytes::from_static(b"hello "),
+                    Bytes::from(vec![b'x'; 100_000]),
+                ];
+                s.writev_all(parts).await.expect("writev");
+                s.shutdown_write();
+            });
+            let mut got = Vec::new();
+            let mut buf = Vec::with_capacity(8192);
+            loop {
+                let (res, b) = c.read(buf).await;
+                let n = res.expect("read");
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&b[..n]);
+                buf = b;
+            }
+            server.await.expect("server task");
+            assert_eq!(got.len(), 6 + 100_000, "{io:?}");
+            assert_eq!(&got[..6], b"hello ");
+        });
+    }
+
     /// `read_buf` appends after what the buffer holds, never past `want` bytes a read.
     #[test]
     fn read_buf_appends_in_place() {
-        for io in [Io::Epoll, Io::Uring] {
-            if io == Io::Uring && Io::detect("auto").ok() != Some(Io::Uring) {
-                continue;
-            }
-            let std_l = reuseport_listeners("127.0.0.1:0".parse().expect("addr"), 1)
-                .expect("bind")
-                .remove(0);
-            let addr = std_l.local_addr().expect("addr");
-            block_on(io, 64, async move {
-                let l = Listener::from_std(io, std_l).expect("listener");
+        let body: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+        on_each_backend(|io, s, c| {
+            let body = body.clone();
+            async move {
+                let sent = Bytes::from(body.clone());
                 let server = spawn(async move {
-                    let (s, _) = l.accept().await.expect("accept");
-                    let body: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
-                    s.write_all(Bytes::from(body)).await.expect("write");
+                    s.write_all(sent).await.expect("write");
                     s.shutdown_write();
                 });
-                let c = Stream::connect(io, addr).await.expect("connect");
                 let mut buf = BytesMut::from(&b"kept"[..]);
                 loop {
                     let before = buf.len();
@@ -443,10 +446,8 @@ mod tests {
                 }
                 server.await.expect("server task");
                 assert_eq!(&buf[..4], b"kept");
-                let want: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
-                assert!(buf[4..] == want[..], "{io:?}: bytes differ");
-            })
-            .expect("runtime");
-        }
+                assert!(buf[4..] == body[..], "{io:?}: bytes differ");
+            }
+        });
     }
 }
