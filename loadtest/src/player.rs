@@ -279,21 +279,20 @@ thread_local! {
 }
 
 /// One read of an epoll player: into the shared buffer when nothing is pending, else
-/// after the pending bytes; then parsed. `Ok(false)`: nothing had arrived after all.
+/// after the pending bytes; then parsed. Nothing to read (a spurious wake-up) is no error.
 fn read_now(
     ctx: &Ctx,
     sink: &mut Sink,
     stream: &Stream,
     pending: &mut BytesMut,
-    parse: &mut dyn FnMut(&mut BytesMut, &mut Sink) -> Result<(), End>,
-) -> Result<bool, End> {
-    let mut read_into = |buf: &mut BytesMut, sink: &mut Sink| -> Result<bool, End> {
+    client: &mut Client,
+) -> Result<(), End> {
+    let mut read_into = |buf: &mut BytesMut, sink: &mut Sink| -> Result<(), End> {
         match stream.try_read_buf(buf, SHARED_READ_SIZE) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
             res => read_result(ctx, sink, res)?,
         };
-        parse(buf, sink)?;
-        Ok(true)
+        parse(client, buf, sink)
     };
     if !pending.is_empty() {
         return read_into(pending, sink);
@@ -356,10 +355,7 @@ async fn play_rtmp(ctx: &Ctx, id: u64, sink: &mut Sink) -> End {
                 Err(end) => return end,
             },
             Io::Epoll => match readable(ctx, sink, &stream).await {
-                Ok(()) => read_now(ctx, sink, &stream, &mut inbuf, &mut |b, s| {
-                    parse(&mut client, b, s)
-                })
-                .map(|_| ()),
+                Ok(()) => read_now(ctx, sink, &stream, &mut inbuf, &mut client),
                 Err(end) => Err(end),
             },
         };

@@ -464,18 +464,18 @@ impl Hub {
                 self.follow_owner(&key);
             }
             CoreMsg::Kick { key, by } => {
-                let local = self.streams.get(&key).and_then(|s| match s.source {
-                    Source::Local(id) => Some(id),
-                    _ => None,
-                });
-                if let Some(id) = local {
-                    if let Some(old) = self.streams.get_mut(&key).and_then(|s| s.publisher.take()) {
-                        old.close();
-                    }
-                    tracing::info!(stream = %key, core = by, "taken over by a publisher on another core");
-                    self.unpublish(&key, id);
-                    self.follow_owner(&key);
+                let Some(s) = self.streams.get_mut(&key) else {
+                    return;
+                };
+                let Source::Local(id) = s.source else {
+                    return;
+                };
+                if let Some(old) = s.publisher.take() {
+                    old.close();
                 }
+                tracing::info!(stream = %key, core = by, "taken over by a publisher on another core");
+                self.unpublish(&key, id);
+                self.follow_owner(&key);
             }
             CoreMsg::Withdraw { key, owner } => {
                 if self.directory.get(&key) == Some(&owner) {
