@@ -94,9 +94,20 @@ pub struct Config {
     /// How long the RTMP handshake and `connect` may take. Default `10s`.
     #[serde(with = "humantime")]
     pub handshake_timeout: Duration,
-    /// A connection with no bytes from the peer for this long is closed. Default `30s`.
+    /// A publisher that sends no media, or a connection that neither publishes nor plays
+    /// and sends nothing, for this long is closed. Players are not held to it: a player
+    /// sends next to nothing (an acknowledgement per window), so its liveness is that its
+    /// socket takes our bytes, and the pings below. Default `30s`.
     #[serde(with = "humantime")]
     pub idle_timeout: Duration,
+    /// Send every connection a Ping Request (User Control 6) this often; `0s` sends none
+    /// (nginx-rtmp's `ping`). Default `30s`.
+    #[serde(with = "humantime")]
+    pub ping_interval: Duration,
+    /// Close a connection that sent nothing, not even a ping answer, for this long after a
+    /// ping (nginx-rtmp's `ping_timeout`); `0s` never. Default `30s`.
+    #[serde(with = "humantime")]
+    pub ping_timeout: Duration,
 }
 
 impl Default for Config {
@@ -123,6 +134,8 @@ impl Default for Config {
             chunk_size: 60_000,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(30),
+            ping_timeout: Duration::from_secs(30),
         }
     }
 }

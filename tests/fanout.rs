@@ -3,91 +3,16 @@
 //! than a chunk) to the real server on loopback, and players compare what they get, message
 //! by message. A late joiner starts at the cached keyframe at once.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use common::{Peer, until};
 use ringcast::config::Config;
 use ringcast::rtmp::amf0::Value;
-use ringcast::rtmp::session::client::{Client, ClientConfig, Event, Intent};
+use ringcast::rtmp::session::client::{Event, Intent};
 use ringcast::rtmp::session::{Media, MediaKind};
-
-/// A client session on a blocking socket, pumped by hand.
-struct Peer {
-    sock: TcpStream,
-    client: Client,
-    inbuf: BytesMut,
-    events: Vec<(Instant, Event)>,
-}
-
-impl Peer {
-    fn connect(addr: std::net::SocketAddr, intent: Intent) -> Peer {
-        let sock = TcpStream::connect(addr).expect("connect");
-        sock.set_read_timeout(Some(Duration::from_millis(5)))
-            .expect("timeout");
-        sock.set_nodelay(true).expect("nodelay");
-        let tc = format!("rtmp://{addr}/live");
-        let mut client = Client::new(ClientConfig::new("live", &tc, intent), 5, 0);
-        client.start();
-        Peer {
-            sock,
-            client,
-            inbuf: BytesMut::new(),
-            events: Vec::new(),
-        }
-    }
-
-    /// Writes pending output and reads what is there (up to the 5 ms read timeout).
-    fn pump(&mut self) {
-        let out = self.client.take_output();
-        if !out.is_empty() {
-            self.sock.write_all(&out).expect("write");
-        }
-        let mut buf = [0u8; 65536];
-        loop {
-            match self.sock.read(&mut buf) {
-                Ok(0) => panic!("server closed the connection"),
-                Ok(n) => {
-                    self.inbuf.extend_from_slice(&buf[..n]);
-                    self.client
-                        .handle_input(&mut self.inbuf, 0)
-                        .expect("valid input");
-                    let now = Instant::now();
-                    while let Some(e) = self.client.poll_event() {
-                        self.events.push((now, e));
-                    }
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-    }
-
-    fn media(&self) -> Vec<Media> {
-        self.events
-            .iter()
-            .filter_map(|(_, e)| match e {
-                Event::Media(m) => Some(m.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn has(&self, f: impl Fn(&Event) -> bool) -> bool {
-        self.events.iter().any(|(_, e)| f(e))
-    }
-}
-
-fn until(what: &str, peers: &mut [&mut Peer], done: impl Fn(&[&mut Peer]) -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(15);
-    while !done(peers) {
-        assert!(Instant::now() < give_up, "timed out waiting for {what}");
-        for p in peers.iter_mut() {
-            p.pump();
-        }
-    }
-}
 
 fn video(ts: u32, key: bool, cts: u8, len: usize) -> Media {
     let mut p = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, cts];

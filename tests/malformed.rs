@@ -5,7 +5,7 @@ use bytes::BytesMut;
 use proptest::prelude::*;
 use ringcast::rtmp::chunk::{self, ReaderConfig};
 use ringcast::rtmp::handshake::{self, HANDSHAKE_SIZE};
-use ringcast::rtmp::session::server::{Server, ServerConfig};
+use ringcast::rtmp::session::server::{Event, Server, ServerConfig};
 use ringcast::rtmp::session::{Error, client};
 
 /// C0 + C1 + C2 of a simple handshake, so the bytes after it reach the chunk layer.
@@ -61,13 +61,27 @@ fn a_non_rtmp_peer_is_refused_at_its_first_byte() {
 }
 
 #[test]
-fn malformed_command_is_a_typed_error() {
+fn a_malformed_command_is_dropped_and_a_malformed_control_message_is_an_error() {
+    // An AMF0 command whose first value is an unknown marker 0xEE: it concerns that call
+    // only; the framing is intact, so the session reports it dropped and goes on.
     let mut bytes = handshake_prefix();
-    // An AMF0 command whose first value is an unknown marker 0xEE.
     bytes.extend_from_slice(&[0x03, 0, 0, 0, 0, 0, 2, 20, 0, 0, 0, 0, 0xEE, 0x00]);
     let mut s = Server::new(ServerConfig::default(), 1, 0);
+    let mut buf = BytesMut::from(&bytes[..]);
+    s.handle_input(&mut buf, 0).expect("the connection goes on");
+    let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Dropped { type_id: 20, .. })),
+        "{events:?}"
+    );
+    // A Set Chunk Size of two bytes: the connection's state is unknown, so it is an error.
+    let mut bytes = handshake_prefix();
+    bytes.extend_from_slice(&[0x02, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0x00, 0x10]);
+    let mut s = Server::new(ServerConfig::default(), 1, 0);
     let err = feed(&mut s, &bytes, usize::MAX).expect_err("refused");
-    assert!(matches!(err, Error::Message { type_id: 20, .. }), "{err:?}");
+    assert!(matches!(err, Error::Chunk(_)), "{err:?}");
 }
 
 #[test]

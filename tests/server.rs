@@ -2,110 +2,16 @@
 //! (H.264 with B-frames + AAC); ffprobe, ffmpeg and rtmpdump play. scripts/test installs
 //! ffmpeg and rtmpdump. Every process a test starts is stopped by the test.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use common::{Proc, Ringcast, run, tmp};
 use ringcast::flv::{self, Item, TagType};
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The server binary with its log captured.
-struct Ringcast {
-    proc: Proc,
-    rtmp: SocketAddr,
-    log: Arc<(Mutex<String>, Condvar)>,
-}
-
-impl Ringcast {
-    fn start(args: &[&str]) -> Ringcast {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
-            .args([
-                "--rtmp",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--log",
-                "info",
-            ])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ringcast");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new((Mutex::new(String::new()), Condvar::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let (m, c) = &*sink;
-                let mut s = m.lock().expect("log lock");
-                s.push_str(&line);
-                s.push('\n');
-                c.notify_all();
-            }
-        });
-        let mut rc = Ringcast {
-            proc: Proc(child),
-            rtmp: "127.0.0.1:1".parse().expect("addr"),
-            log,
-        };
-        let line = rc.wait_log("listening", Duration::from_secs(10));
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("rtmp="))
-            .expect("rtmp address in the listening line");
-        rc.rtmp = addr.parse().expect("rtmp address");
-        rc
-    }
-
-    /// Waits for a log line containing `needle`; returns it.
-    fn wait_log(&self, needle: &str, timeout: Duration) -> String {
-        let (m, c) = &*self.log;
-        let give_up = Instant::now() + timeout;
-        let mut s = m.lock().expect("log lock");
-        loop {
-            if let Some(line) = s.lines().find(|l| l.contains(needle)) {
-                return line.to_owned();
-            }
-            let left = give_up.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no log line with {needle:?} in:\n{s}");
-            s = c.wait_timeout(s, left).expect("log lock").0;
-        }
-    }
-
-    fn url(&self, name: &str) -> String {
-        format!("rtmp://{}/live/{name}", self.rtmp)
-    }
-
-    /// SIGTERM, then the exit status (bounded).
-    fn terminate(mut self) -> ExitStatus {
-        let pid = self.proc.0.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let give_up = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(st) = self.proc.0.try_wait().expect("wait") {
-                return st;
-            }
-            assert!(
-                Instant::now() < give_up,
-                "ringcast did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
 
 /// ffmpeg publishing `seconds` of a generated H.264 (B-frames) + AAC stream in real time.
 fn publish(url: &str, seconds: u32) -> Proc {
@@ -131,33 +37,6 @@ fn publish(url: &str, seconds: u32) -> Proc {
             .spawn()
             .expect("ffmpeg installed (scripts/test installs it)"),
     )
-}
-
-fn run(cmd: &mut Command, timeout: Duration) -> (bool, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let give_up = Instant::now() + timeout;
-    loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            let mut out = String::new();
-            if let Some(mut o) = child.stdout.take() {
-                let _ = o.read_to_string(&mut out);
-            }
-            if let Some(mut e) = child.stderr.take() {
-                let _ = e.read_to_string(&mut out);
-            }
-            return (st.success(), out);
-        }
-        if Instant::now() >= give_up {
-            let _ = child.kill();
-            let _ = child.wait();
-            return (false, "timed out".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Checks a recorded FLV: metadata, both sequence headers, and video starting on a keyframe.
@@ -198,10 +77,6 @@ fn check_flv(path: &std::path::Path) {
         tags.iter().any(|t| t.tag_type == TagType::Script),
         "metadata"
     );
-}
-
-fn tmp(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("ringcast-test-{}-{name}", std::process::id()))
 }
 
 /// ffprobe's codec names for `url`, one a line; (succeeded, output).
@@ -262,7 +137,9 @@ fn interop(args: &[&str], tag: &str) {
     );
     check_flv(&f2);
 
-    // SIGTERM with a player connected: a clean exit.
+    // SIGTERM with a player connected: a clean exit. Only a play logged from here on is
+    // this player's.
+    rc.skip_log();
     let mut player = Proc(
         Command::new("rtmpdump")
             .args(["-q", "-v", "-r", &url, "-o", "/dev/null"])

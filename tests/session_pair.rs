@@ -408,7 +408,7 @@ fn pings_are_answered_on_both_sides() {
     p.server = Server::new(cfg, 1, 0);
     p.pump();
     let due = p.server.poll_timeout().expect("a ping is scheduled");
-    p.server.handle_timeout(due);
+    p.server.handle_timeout(due).expect("no timeout yet");
     let ev = p.pump();
     assert!(
         ev.iter().any(|e| matches!(e, server::Event::Pong { .. })),
@@ -428,6 +428,62 @@ fn pings_are_answered_on_both_sides() {
             .iter()
             .any(|e| matches!(e, client::Event::Pong { .. }))
     );
+}
+
+#[test]
+fn a_peer_silent_past_the_ping_timeout_fails_the_session() {
+    let cfg = ServerConfig {
+        ping_interval_ms: 1000,
+        ping_timeout_ms: 3000,
+        ..ServerConfig::default()
+    };
+    let mut p = Link::new(Intent::Play("s".into()), usize::MAX, false);
+    p.server = Server::new(cfg, 1, 0);
+    p.pump();
+    // Pings at 1 s and 2 s; nothing comes back (the client's answers are never delivered).
+    let first = p.server.poll_timeout().expect("a ping is scheduled");
+    p.server.handle_timeout(first).expect("first ping");
+    let second = p.server.poll_timeout().expect("the next ping");
+    assert_eq!(second, first + 1000);
+    p.server.handle_timeout(second).expect("second ping");
+    let _ = p.server.take_output();
+    // The deadline counts from the first unanswered ping.
+    assert_eq!(
+        p.server.poll_timeout(),
+        Some(first + 3000).min(Some(second + 1000))
+    );
+    p.server.handle_timeout(first + 2999).expect("not yet");
+    let _ = p.server.take_output();
+    let e = p
+        .server
+        .handle_timeout(first + 3000)
+        .expect_err("silent past the timeout");
+    assert!(
+        matches!(e, ringcast::rtmp::session::Error::PingTimeout(3000)),
+        "{e}"
+    );
+
+    // Anything from the peer resets it.
+    let mut p = Link::new(Intent::Play("s".into()), usize::MAX, false);
+    p.server = Server::new(
+        ServerConfig {
+            ping_interval_ms: 1000,
+            ping_timeout_ms: 3000,
+            ..ServerConfig::default()
+        },
+        1,
+        0,
+    );
+    p.pump();
+    let first = p.server.poll_timeout().expect("a ping is scheduled");
+    p.server.handle_timeout(first).expect("first ping");
+    p.pump(); // the client answers
+    for t in [first + 1000, first + 2000, first + 3000, first + 4000] {
+        p.server
+            .handle_timeout(t)
+            .expect("answered pings never time out");
+        p.pump();
+    }
 }
 
 #[test]

@@ -60,13 +60,18 @@ fn every_player_gets_intact_frames_from_ringcast_at_once() {
 }
 
 /// A player that stops reading is dropped to keyframes, then closed after
-/// `slow_player_timeout`; the publisher and the other players keep full rate.
+/// `slow_player_timeout`, while its stream is still live; the publisher and the other
+/// players keep full rate. Every other way a player can be closed (republish_wait,
+/// idle_timeout, pings) is set far past the test, so only the slow-player policy can do it.
 #[test]
 fn a_player_that_stops_reading_is_closed_and_the_others_keep_full_rate() {
     let config = Config {
         cores: 1,
         player_queue_bytes: 512 * 1024,
         slow_player_timeout: Duration::from_secs(1),
+        republish_wait: Duration::from_secs(120),
+        idle_timeout: Duration::from_secs(120),
+        ping_interval: Duration::ZERO,
         ..server_config(1)
     };
     let server = ringcast::server::start(&config).expect("server starts");
@@ -80,7 +85,7 @@ fn a_player_that_stops_reading_is_closed_and_the_others_keep_full_rate() {
             "--players",
             "3",
             "--duration",
-            "10s",
+            "15s",
             "--bitrate",
             "8M",
             "--gop",
@@ -88,15 +93,24 @@ fn a_player_that_stops_reading_is_closed_and_the_others_keep_full_rate() {
         ],
     );
 
-    // The slow player: plays, then never reads again while the others play on.
+    // The slow player: plays, then reads nothing for 9 s while the others play on (the
+    // stream is 1 MB/s: loopback socket buffers take a few MB, then its 512 KiB queue
+    // fills, then the policy has slow_player_timeout to close it).
     let mut slow = Player::connect(server.rtmp_addr, "slow");
     slow.until_playing();
+    let stopped = Instant::now();
+    std::thread::sleep(Duration::from_secs(9));
+    // Reading again: a player the server closed drains to EOF; one it kept catches up and
+    // reads on.
+    let closed = slow.drained_to_close(Duration::from_secs(3));
+    let within = stopped.elapsed();
     let r = others.finish();
-
-    // The server must have closed the slow player: draining its socket ends in EOF/reset.
-    let closed = slow.drained_to_close(Duration::from_secs(20));
     server.shutdown();
-    assert!(closed, "the slow player was not disconnected");
+    assert!(
+        closed,
+        "the slow player was not disconnected while its stream was live"
+    );
+    assert!(within < Duration::from_secs(13), "closed after {within:?}");
 
     let stdout = &r.stdout;
     assert_eq!(r.n(&["players", "connected"]), 3, "{stdout}");

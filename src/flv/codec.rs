@@ -89,8 +89,7 @@ pub enum VideoPacket {
     Mpeg2TsSequenceStart,
     /// A command frame ([`FrameType::Command`]): a command byte, not a packet type.
     Command,
-    /// Any other value, including Enhanced Multitrack (6), whose inner packet type is not
-    /// looked at.
+    /// Any other value. A Multitrack (6) tag reports its inner packet type instead.
     Other(u8),
 }
 
@@ -229,12 +228,13 @@ pub fn video_info(data: &[u8]) -> Option<VideoInfo> {
             packet: VideoPacket::Command,
         });
     }
-    let fourcc = if packet_type == VIDEO_MULTITRACK {
+    let (packet_type, fourcc) = if packet_type == VIDEO_MULTITRACK {
         // multitrackType | inner packet type, then the shared FourCC (or, for
-        // ManyTracksManyCodecs, the first track's, at the same place).
-        fourcc_at(data, pos + 1)?
+        // ManyTracksManyCodecs, the first track's, at the same place). What the tracks
+        // carry is the inner packet type: a keyframe or sequence start of every track.
+        (*data.get(pos)? & 0x0F, fourcc_at(data, pos + 1)?)
     } else {
-        fourcc_at(data, pos)?
+        (packet_type, fourcc_at(data, pos)?)
     };
     Some(VideoInfo {
         frame_type,
@@ -297,7 +297,7 @@ pub struct AudioInfo {
 /// the AACPacketType in byte 1 (0 = sequence header). Enhanced RTMP (SoundFormat 9): the low
 /// nibble is the AudioPacketType, then optional ModEx modifiers, then the FourCC (for
 /// Multitrack, after the multitrack type byte); SequenceStart (0) is the sequence header.
-/// A Multitrack packet is never reported as a sequence header.
+/// A Multitrack packet is a sequence header when its inner packet type is SequenceStart.
 ///
 /// Returns `None` for empty data (an Enhanced RTMP silence message) or data too short for
 /// what byte 0 announces.
@@ -309,7 +309,8 @@ pub fn audio_info(data: &[u8]) -> Option<AudioInfo> {
         SOUND_EX_HEADER => {
             let (packet_type, pos) = skip_mod_ex(data, b0 & 0x0F, 1)?;
             if packet_type == AUDIO_MULTITRACK {
-                (AudioFormat::FourCc(fourcc_at(data, pos + 1)?), false)
+                let inner = *data.get(pos)? & 0x0F;
+                (AudioFormat::FourCc(fourcc_at(data, pos + 1)?), inner == 0)
             } else {
                 (AudioFormat::FourCc(fourcc_at(data, pos)?), packet_type == 0)
             }
@@ -320,6 +321,31 @@ pub fn audio_info(data: &[u8]) -> Option<AudioInfo> {
         format,
         is_sequence_header,
     })
+}
+
+/// The Enhanced RTMP track id of a Multitrack audio or video tag (its first track's, for
+/// a tag carrying several); 0 for every other tag. Sequence headers of different tracks
+/// are different decoder configurations, and a joining player needs each of them.
+/// `video` tells which kind of tag `data` is.
+pub fn track_id(data: &[u8], video: bool) -> u8 {
+    multitrack_track_id(data, video).unwrap_or(0)
+}
+
+fn multitrack_track_id(data: &[u8], video: bool) -> Option<u8> {
+    let b0 = *data.first()?;
+    let multitrack = if video && b0 & IS_EX_HEADER != 0 {
+        VIDEO_MULTITRACK
+    } else if !video && b0 >> 4 == SOUND_EX_HEADER {
+        AUDIO_MULTITRACK
+    } else {
+        return None;
+    };
+    let (packet_type, pos) = skip_mod_ex(data, b0 & 0x0F, 1)?;
+    if packet_type != multitrack {
+        return None;
+    }
+    // multitrackType | packet type (1), FourCC (4), then the track id.
+    data.get(pos + 5).copied()
 }
 
 /// Whether video tag data is a keyframe picture (not a sequence header): where a GOP
@@ -551,16 +577,54 @@ mod tests {
     }
 
     #[test]
-    fn enhanced_multitrack_reported_as_other() {
-        // 0x96: key, Multitrack; 0x00: OneTrack, inner SequenceStart; then the FourCC.
+    fn enhanced_multitrack_reports_its_inner_packet_type_and_track() {
+        // 0x96: key, Multitrack; 0x00: OneTrack, inner SequenceStart; the FourCC; track 0.
         let d = [0x96, 0x00, b'h', b'v', b'c', b'1', 0x00, 1, 2, 3];
         let info = video_info(&d).expect("parses");
         assert_eq!(
             Some(info),
-            v(FrameType::Key, VideoCodec::Hevc, VideoPacket::Other(6))
+            v(FrameType::Key, VideoCodec::Hevc, VideoPacket::SequenceStart)
         );
-        assert!(!info.is_sequence_header() && !info.is_coded_keyframe());
+        assert!(info.is_sequence_header() && !info.is_coded_keyframe());
+        assert_eq!(track_id(&d, true), 0);
         assert_eq!(video_info(&d[..5]), None);
+        // ManyTracks (1), inner CodedFrames (1), AV1, track 2 first: a keyframe of track 2.
+        let d = [
+            0x96, 0x11, b'a', b'v', b'0', b'1', 0x02, 0, 0, 4, 9, 9, 9, 9,
+        ];
+        assert!(is_video_keyframe(&d) && !is_video_sequence_header(&d));
+        assert_eq!(track_id(&d, true), 2);
+        // Inter frames of a track are not keyframes; CodedFramesX (3) keyframes are.
+        assert!(!is_video_keyframe(&[
+            0xA6, 0x01, b'a', b'v', b'0', b'1', 1, 7
+        ]));
+        assert!(is_video_keyframe(&[
+            0x96, 0x03, b'v', b'p', b'0', b'9', 1, 7
+        ]));
+        // Audio multitrack (SoundFormat 9, packet type 5): the inner SequenceStart of track 3.
+        let d = [0x95, 0x00, b'O', b'p', b'u', b's', 0x03, 1];
+        assert!(is_audio_sequence_header(&d));
+        assert_eq!(track_id(&d, false), 3);
+        assert_eq!(track_id(&d, true), 0, "an audio tag read as video");
+        assert!(!is_audio_sequence_header(&[
+            0x95, 0x01, b'O', b'p', b'u', b's', 3, 1
+        ]));
+        // Not multitrack: track 0.
+        assert_eq!(track_id(&[0x17, 1, 0, 0, 0], true), 0);
+        assert_eq!(track_id(&[0xAF, 0, 0x12], false), 0);
+        assert_eq!(track_id(&[], true), 0);
+    }
+
+    #[test]
+    fn av1_and_vp9_keyframes_and_sequence_starts() {
+        for fourcc in [b"av01", b"vp09"] {
+            let seq = [0x90, fourcc[0], fourcc[1], fourcc[2], fourcc[3], 1];
+            let key = [0x91, fourcc[0], fourcc[1], fourcc[2], fourcc[3], 1];
+            let inter = [0xA1, fourcc[0], fourcc[1], fourcc[2], fourcc[3], 1];
+            assert!(is_video_sequence_header(&seq) && !is_video_keyframe(&seq));
+            assert!(is_video_keyframe(&key) && !is_video_sequence_header(&key));
+            assert!(!is_video_keyframe(&inter) && !is_video_sequence_header(&inter));
+        }
     }
 
     #[test]
@@ -626,9 +690,9 @@ mod tests {
             d[0] = 0x94; // MultichannelConfig
             assert_eq!(audio_info(&d), a(AudioFormat::FourCc(*fourcc), false));
         }
-        // Multitrack: OneTrack | SequenceStart, then the FourCC.
+        // Multitrack: OneTrack | SequenceStart, then the FourCC: a sequence header.
         let d = [0x95, 0x00, b'O', b'p', b'u', b's', 0x00];
-        assert_eq!(audio_info(&d), a(AudioFormat::FourCc(*b"Opus"), false));
+        assert_eq!(audio_info(&d), a(AudioFormat::FourCc(*b"Opus"), true));
         assert_eq!(audio_info(&d[..5]), None);
     }
 

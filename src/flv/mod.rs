@@ -16,7 +16,7 @@ mod reader;
 
 pub use codec::{
     AudioFormat, AudioInfo, FrameType, VideoCodec, VideoInfo, VideoPacket, audio_info,
-    is_audio_sequence_header, is_video_keyframe, is_video_sequence_header, video_info,
+    is_audio_sequence_header, is_video_keyframe, is_video_sequence_header, track_id, video_info,
 };
 pub use reader::{Item, Reader, ReaderConfig};
 

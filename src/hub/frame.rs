@@ -33,11 +33,20 @@ pub struct Frame {
     pub sequence_header: bool,
     /// The stream's `onMetaData`.
     pub metadata: bool,
+    /// `@clearDataFrame`: the stream's metadata is cleared from here on.
+    pub clears_metadata: bool,
+    /// The Enhanced RTMP track of a Multitrack tag (0 otherwise): each track has its own
+    /// sequence header.
+    pub track: u8,
 }
 
 impl Frame {
     /// A media or data frame, encoded once with `chunk_size`.
     pub fn media(kind: MediaKind, timestamp: u32, payload: Bytes, chunk_size: u32) -> Arc<Frame> {
+        let track = match kind {
+            MediaKind::Data => 0,
+            k => flv::track_id(&payload, k == MediaKind::Video),
+        };
         let (keyframe, sequence_header) = match kind {
             MediaKind::Video => (
                 flv::is_video_keyframe(&payload),
@@ -62,6 +71,32 @@ impl Frame {
             keyframe,
             sequence_header,
             metadata: false,
+            clears_metadata: false,
+            track,
+        })
+    }
+
+    /// `@clearDataFrame` (its AMF0 body, which players get in place): the cached metadata is
+    /// forgotten.
+    pub fn clear_metadata(timestamp: u32, body: Bytes, chunk_size: u32) -> Arc<Frame> {
+        let rtmp = encode(
+            csid::DATA,
+            type_id::DATA,
+            timestamp,
+            &body,
+            chunk_size,
+            PLAYER_STREAM_ID,
+        );
+        Arc::new(Frame {
+            kind: MediaKind::Data,
+            timestamp,
+            payload: body,
+            rtmp,
+            keyframe: false,
+            sequence_header: false,
+            metadata: false,
+            clears_metadata: true,
+            track: 0,
         })
     }
 
@@ -83,6 +118,8 @@ impl Frame {
             keyframe: false,
             sequence_header: false,
             metadata: true,
+            clears_metadata: false,
+            track: 0,
         })
     }
 

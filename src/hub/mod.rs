@@ -16,12 +16,45 @@ pub use frame::Frame;
 pub use gop::GopCache;
 pub use outbox::{Item, Outbox, PlayerEvent};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+
+use crate::rtmp::session::MediaKind;
+
+/// The hub key of stream `name` of application `app`. Both may contain `/`, so the app's
+/// own slashes (and `%`) are escaped: `live` + `a/b` is `live/a/b`, `live/a` + `b` is
+/// `live%2Fa/b`, two streams.
+pub fn stream_key(app: &str, name: &str) -> String {
+    let app = app.replace('%', "%25").replace('/', "%2F");
+    format!("{app}/{name}")
+}
+
+/// Frames messages one peer's backlog may hold while its inbox is full; past it frames to
+/// that core are dropped (and it skips to the next keyframe). Control messages are never
+/// dropped: they wait in the backlog, in order, however many there are.
+const BACKLOG_FRAMES: usize = 256;
+
+/// The way to one core's inbox, with what waits for room in it.
+struct Link {
+    tx: mpsc::Sender<CoreMsg>,
+    /// Messages that found the inbox full, in order; everything to this core queues behind
+    /// them so that order holds.
+    backlog: VecDeque<CoreMsg>,
+    /// How many of the backlog are frames messages.
+    backlog_frames: usize,
+}
+
+/// A core subscribed to a locally owned stream.
+struct Subscriber {
+    core: usize,
+    /// Frames to it were dropped: it gets nothing but metadata and sequence headers until
+    /// the next place a player can start from.
+    skipping: bool,
+}
 
 /// Messages between cores. Bounded channels carry them; frames travel in batches.
 #[derive(Debug)]
@@ -46,6 +79,9 @@ pub enum CoreMsg {
         key: String,
         /// The subscribing core.
         core: usize,
+        /// Which subscription of that core this is: the snapshot answering it carries the
+        /// same number, so one that answers an earlier subscription is known and ignored.
+        generation: u64,
     },
     /// Core `core` has no more players of `key`.
     Unsubscribe {
@@ -58,6 +94,8 @@ pub enum CoreMsg {
     Snapshot {
         /// The stream key.
         key: String,
+        /// The generation of the [`CoreMsg::Subscribe`] it answers.
+        generation: u64,
         /// The cached frames, in order.
         frames: Vec<Arc<Frame>>,
     },
@@ -121,13 +159,14 @@ struct Stream {
     cache: GopCache,
     players: Vec<Rc<Outbox>>,
     /// Cores subscribed to this (locally owned) stream.
-    subscribers: Vec<usize>,
+    subscribers: Vec<Subscriber>,
     /// Frames pushed since the last [`Hub::flush`], for subscribed cores.
     pending: Vec<Arc<Frame>>,
     /// The kick handle of the local publisher (closed on takeover).
     publisher: Option<Rc<Outbox>>,
-    /// A mirror has asked the owner and is waiting for its snapshot.
-    subscribed: bool,
+    /// A mirror has asked the owner and waits for the snapshot of this generation; frames
+    /// before it are not ours to show.
+    awaiting: Option<u64>,
     /// Whether anything was ever published on it (for PublishNotify vs. a first start).
     ever_live: bool,
 }
@@ -141,7 +180,7 @@ impl Stream {
             subscribers: Vec::new(),
             pending: Vec::new(),
             publisher: None,
-            subscribed: false,
+            awaiting: None,
             ever_live: false,
         }
     }
@@ -151,7 +190,7 @@ impl Stream {
             Source::None => false,
             Source::Local(_) => true,
             // A mirror is live once its snapshot arrived.
-            Source::Remote(_) => !self.subscribed,
+            Source::Remote(_) => self.awaiting.is_none(),
         }
     }
 
@@ -183,7 +222,11 @@ impl Stream {
 pub struct Hub {
     core: usize,
     config: HubConfig,
-    peers: Vec<mpsc::Sender<CoreMsg>>,
+    peers: Vec<Link>,
+    /// Woken when a backlog gets its first message (see [`Hub::backlogged`]).
+    backlog_ready: Rc<Notify>,
+    /// The generation of this core's next subscription.
+    next_generation: u64,
     streams: HashMap<String, Stream>,
     /// Streams owned by other cores, as announced.
     directory: HashMap<String, usize>,
@@ -198,16 +241,32 @@ pub struct Hub {
     pub dropped_cross_core: u64,
 }
 
+/// Whether a player can start (or resume) at `f`: a video keyframe, or any audio frame of
+/// a stream without video.
+fn is_sync(f: &Frame, has_video: bool) -> bool {
+    f.keyframe || (!has_video && f.kind == MediaKind::Audio)
+}
+
 impl Hub {
     /// The hub of core `core`; `peers[i]` is core i's inbox (this core's own included).
     pub fn new(core: usize, config: HubConfig, peers: Vec<mpsc::Sender<CoreMsg>>) -> Hub {
         let wheel = (0..config.coalesce_slots.max(1))
             .map(|_| Vec::new())
             .collect();
+        let peers = peers
+            .into_iter()
+            .map(|tx| Link {
+                tx,
+                backlog: VecDeque::new(),
+                backlog_frames: 0,
+            })
+            .collect();
         Hub {
             core,
             config,
             peers,
+            backlog_ready: Rc::new(Notify::new()),
+            next_generation: 1,
             streams: HashMap::new(),
             directory: HashMap::new(),
             next_publisher: 1,
@@ -218,21 +277,81 @@ impl Hub {
         }
     }
 
-    fn send(&mut self, core: usize, msg: CoreMsg) {
-        if let Some(tx) = self.peers.get(core) {
-            if tx.try_send(msg).is_err() {
-                self.dropped_cross_core += 1;
-                // A core whose inbox is full is stuck; say so, without a line per frame.
-                if self.dropped_cross_core.is_power_of_two() {
-                    tracing::warn!(
-                        from = self.core,
-                        to = core,
-                        dropped = self.dropped_cross_core,
-                        "cross-core inbox full: messages dropped"
-                    );
+    /// Sends `msg` to core `core`. Control messages always arrive, in order: when the
+    /// inbox is full they wait in a backlog that [`Hub::drain_backlog`] (driven by the core's
+    /// backlog task) empties as room appears. Frames may be dropped: false when they were.
+    fn send(&mut self, core: usize, msg: CoreMsg) -> bool {
+        let Some(link) = self.peers.get_mut(core) else {
+            return false;
+        };
+        let frames = matches!(msg, CoreMsg::Frames { .. });
+        let msg = if link.backlog.is_empty() {
+            match link.tx.try_send(msg) {
+                Ok(()) => return true,
+                // That core is gone (shutting down): nothing to deliver to.
+                Err(mpsc::error::TrySendError::Closed(_)) => return true,
+                Err(mpsc::error::TrySendError::Full(m)) => m,
+            }
+        } else {
+            msg
+        };
+        if frames && link.backlog_frames >= BACKLOG_FRAMES {
+            self.dropped_cross_core += 1;
+            // A core whose inbox stays full is stuck; say so, without a line per frame.
+            if self.dropped_cross_core.is_power_of_two() {
+                tracing::warn!(
+                    from = self.core,
+                    to = core,
+                    dropped = self.dropped_cross_core,
+                    "cross-core inbox full: frames dropped"
+                );
+            }
+            return false;
+        }
+        if link.backlog.is_empty() {
+            self.backlog_ready.notify_one();
+        }
+        link.backlog_frames += usize::from(frames);
+        link.backlog.push_back(msg);
+        true
+    }
+
+    /// Moves what waits in the backlogs into the inboxes that have room now.
+    pub fn drain_backlog(&mut self) {
+        for link in &mut self.peers {
+            while let Some(msg) = link.backlog.pop_front() {
+                let frames = matches!(msg, CoreMsg::Frames { .. });
+                match link.tx.try_send(msg) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {
+                        link.backlog_frames -= usize::from(frames);
+                    }
+                    Err(mpsc::error::TrySendError::Full(m)) => {
+                        link.backlog.push_front(m);
+                        break;
+                    }
                 }
             }
         }
+    }
+
+    /// The inbox of the first core with a backlog, to wait on for room (then call
+    /// [`Hub::drain_backlog`]); `None` when nothing waits.
+    pub fn backlogged(&self) -> Option<mpsc::Sender<CoreMsg>> {
+        self.peers
+            .iter()
+            .find(|l| !l.backlog.is_empty())
+            .map(|l| l.tx.clone())
+    }
+
+    /// Notified when a backlog gets its first message.
+    pub fn backlog_ready(&self) -> Rc<Notify> {
+        self.backlog_ready.clone()
+    }
+
+    fn next_generation(&mut self) -> u64 {
+        let g = self.next_generation;
+        self.next_generation += 1;
+        g
     }
 
     fn broadcast(&mut self, make: impl Fn() -> CoreMsg) {
@@ -279,7 +398,7 @@ impl Hub {
         s.source = Source::Local(id);
         s.publisher = Some(kick);
         s.ever_live = true;
-        s.subscribed = false;
+        s.awaiting = None;
         // A new publisher brings new metadata and sequence headers.
         s.cache.reset();
         for p in &s.players {
@@ -323,12 +442,28 @@ impl Hub {
         if s.ever_live {
             s.cache.reset();
         }
+        self.subscribe(key, owner);
+    }
+
+    /// Makes this core's `key` a mirror of `owner`'s and asks for its snapshot.
+    fn subscribe(&mut self, key: &str, owner: usize) {
+        let generation = self.next_generation();
+        let Some(s) = self.streams.get_mut(key) else {
+            return;
+        };
         s.source = Source::Remote(owner);
-        s.subscribed = true;
+        s.awaiting = Some(generation);
         s.ever_live = true;
         let key = key.to_owned();
         let core = self.core;
-        self.send(owner, CoreMsg::Subscribe { key, core });
+        self.send(
+            owner,
+            CoreMsg::Subscribe {
+                key,
+                core,
+                generation,
+            },
+        );
     }
 
     /// A media frame from local publisher `id` of `key`.
@@ -346,26 +481,57 @@ impl Hub {
     }
 
     /// Sends the frames pushed since the last call to the subscribed cores: one message per
-    /// core per stream per call. Call after each batch of input.
+    /// core per stream per call. Call after each batch of input. A core whose frames had to
+    /// be dropped gets only metadata and sequence headers until the next keyframe (the
+    /// slow-core policy), so what it shows its players is never a broken GOP.
     pub fn flush(&mut self) {
+        self.drain_backlog();
         let mut out = Vec::new();
         for (key, s) in &mut self.streams {
             if s.pending.is_empty() {
                 continue;
             }
             let frames = std::mem::take(&mut s.pending);
-            for &c in &s.subscribers {
-                out.push((
-                    c,
-                    CoreMsg::Frames {
-                        key: key.clone(),
-                        frames: frames.clone(),
-                    },
-                ));
+            let has_video = s.cache.has_video();
+            for (i, sub) in s.subscribers.iter_mut().enumerate() {
+                let batch = if sub.skipping {
+                    let start = frames.iter().position(|f| is_sync(f, has_video));
+                    let mut b: Vec<_> = frames[..start.unwrap_or(frames.len())]
+                        .iter()
+                        .filter(|f| f.is_config() || f.clears_metadata)
+                        .cloned()
+                        .collect();
+                    if let Some(start) = start {
+                        sub.skipping = false;
+                        b.extend(frames[start..].iter().cloned());
+                    }
+                    if b.is_empty() {
+                        continue;
+                    }
+                    b
+                } else {
+                    frames.clone()
+                };
+                out.push((key.clone(), i, sub.core, batch));
             }
         }
-        for (c, m) in out {
-            self.send(c, m);
+        for (key, i, core, frames) in out {
+            let sent = self.send(
+                core,
+                CoreMsg::Frames {
+                    key: key.clone(),
+                    frames,
+                },
+            );
+            if !sent {
+                if let Some(sub) = self
+                    .streams
+                    .get_mut(&key)
+                    .and_then(|s| s.subscribers.get_mut(i))
+                {
+                    sub.skipping = true;
+                }
+            }
         }
     }
 
@@ -405,14 +571,9 @@ impl Hub {
             .entry(key.to_owned())
             .or_insert_with(|| Stream::new(&cfg));
         if let (Source::None, Some(owner)) = (s.source, remote) {
-            s.source = Source::Remote(owner);
-            s.subscribed = true;
-            s.ever_live = true;
-            let key = key.to_owned();
-            let core = self.core;
             s.players.push(player);
             // Live once the owner's snapshot arrives.
-            self.send(owner, CoreMsg::Subscribe { key, core });
+            self.subscribe(key, owner);
             return false;
         }
         let live = s.live();
@@ -421,6 +582,18 @@ impl Hub {
         }
         s.players.push(player);
         live
+    }
+
+    /// A paused player of `key` resumes (`pause false`): from the cache, or at the next
+    /// keyframe when the cache holds nothing newer than what it had.
+    pub fn resume(&mut self, key: &str, player: &Rc<Outbox>, now: Instant) {
+        let snapshot = self
+            .streams
+            .get(key)
+            .filter(|s| s.live())
+            .map(|s| s.cache.snapshot())
+            .unwrap_or_default();
+        player.resume(&snapshot, now);
     }
 
     /// A player of `key` left (or was closed).
@@ -433,7 +606,7 @@ impl Hub {
         if s.players.is_empty() {
             if let Source::Remote(owner) = s.source {
                 s.source = Source::None;
-                s.subscribed = false;
+                s.awaiting = None;
                 let key = key.to_owned();
                 let core = self.core;
                 self.send(owner, CoreMsg::Unsubscribe { key, core });
@@ -484,7 +657,7 @@ impl Hub {
                 if let Some(s) = self.streams.get_mut(&key) {
                     if s.source == Source::Remote(owner) {
                         s.source = Source::None;
-                        s.subscribed = false;
+                        s.awaiting = None;
                         for p in &s.players {
                             p.push_event(PlayerEvent::Unpublished);
                         }
@@ -494,11 +667,20 @@ impl Hub {
                 self.follow_owner(&key);
                 self.gc(&key);
             }
-            CoreMsg::Subscribe { key, core } => {
+            CoreMsg::Subscribe {
+                key,
+                core,
+                generation,
+            } => {
                 let snapshot = match self.streams.get_mut(&key) {
                     Some(s) if matches!(s.source, Source::Local(_)) => {
-                        if !s.subscribers.contains(&core) {
-                            s.subscribers.push(core);
+                        match s.subscribers.iter_mut().find(|x| x.core == core) {
+                            // The snapshot starts it afresh.
+                            Some(sub) => sub.skipping = false,
+                            None => s.subscribers.push(Subscriber {
+                                core,
+                                skipping: false,
+                            }),
                         }
                         // Frames pushed but not yet flushed are part of the snapshot.
                         let mut frames = s.cache.snapshot();
@@ -512,7 +694,14 @@ impl Hub {
                     _ => None,
                 };
                 if let Some(frames) = snapshot {
-                    self.send(core, CoreMsg::Snapshot { key, frames });
+                    self.send(
+                        core,
+                        CoreMsg::Snapshot {
+                            key,
+                            generation,
+                            frames,
+                        },
+                    );
                 } else {
                     // Not ours (any more): tell the core so its players go on waiting.
                     let owner = self.core;
@@ -521,13 +710,17 @@ impl Hub {
             }
             CoreMsg::Unsubscribe { key, core } => {
                 if let Some(s) = self.streams.get_mut(&key) {
-                    s.subscribers.retain(|&c| c != core);
+                    s.subscribers.retain(|x| x.core != core);
                 }
             }
-            CoreMsg::Snapshot { key, frames } => {
+            CoreMsg::Snapshot {
+                key,
+                generation,
+                frames,
+            } => {
                 if let Some(s) = self.streams.get_mut(&key) {
-                    if matches!(s.source, Source::Remote(_)) && s.subscribed {
-                        s.subscribed = false;
+                    if matches!(s.source, Source::Remote(_)) && s.awaiting == Some(generation) {
+                        s.awaiting = None;
                         s.cache.reset();
                         for f in &frames {
                             s.cache.push(f);
@@ -547,7 +740,7 @@ impl Hub {
             }
             CoreMsg::Frames { key, frames } => {
                 if let Some(s) = self.streams.get_mut(&key) {
-                    if matches!(s.source, Source::Remote(_)) && !s.subscribed {
+                    if matches!(s.source, Source::Remote(_)) && s.awaiting.is_none() {
                         for f in &frames {
                             s.fan_out(f, now, &mut self.wheel);
                         }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::Frame;
+use crate::rtmp::session::MediaKind;
 
 /// Something the connection's writer must act on in order with the bytes around it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,9 @@ pub enum PlayerEvent {
     Republished,
     /// The server is shutting down: tell the player the stream ended, flush, close.
     Shutdown,
+    /// The play asked for no more than it has been sent (`play` with a duration of 0):
+    /// `NetStream.Play.Stop`, and the play ends (the connection stays).
+    Complete,
 }
 
 /// One queued item.
@@ -44,8 +48,22 @@ struct Inner {
     bytes: usize,
     /// Dropping frames until the next keyframe because the queue overflowed.
     skipping: bool,
-    /// Waiting for the first keyframe (players of a stream without GOP cache).
-    awaiting_key: bool,
+    /// Video waits for a keyframe (a start without GOP cache, a republish, receiveVideo
+    /// or unpause); audio and data go on meanwhile.
+    video_await_key: bool,
+    /// The player paused (`pause`/`pauseRaw`): nothing is queued until it resumes.
+    paused: bool,
+    /// The player asked for no audio (`receiveAudio false`).
+    audio_off: bool,
+    /// The player asked for no video (`receiveVideo false`).
+    video_off: bool,
+    /// A video frame (or sequence header) has been queued since the start: the stream has
+    /// video, so only a video keyframe is a point to resume from after a skip.
+    has_video: bool,
+    /// The timestamp of the last media frame queued, so a resume sends nothing twice.
+    last_ts: Option<u32>,
+    /// The play ends once it has its start (`play` with a duration of 0).
+    once: bool,
     /// Since when the player has been behind (queue overflowed and not yet drained).
     behind_since: Option<Instant>,
     dropped: u64,
@@ -56,6 +74,24 @@ struct Inner {
     wake: bool,
     /// The outbox is on the hub's list for the next coalescing tick.
     scheduled: bool,
+}
+
+impl Inner {
+    /// Removes the queued frames that `drop` selects; returns how many.
+    fn drop_frames(&mut self, drop: impl Fn(&Frame) -> bool) -> u64 {
+        let before = self.items.len();
+        self.items
+            .retain(|it| !matches!(it, Item::Frame(g) if drop(g)));
+        self.bytes = self
+            .items
+            .iter()
+            .map(|it| match it {
+                Item::Frame(g) => g.rtmp.len(),
+                _ => 0,
+            })
+            .sum();
+        (before - self.items.len()) as u64
+    }
 }
 
 /// The send queue of one connection. The hub pushes into it; the connection's writer task
@@ -150,41 +186,67 @@ impl Outbox {
         }
         if e == PlayerEvent::Start {
             i.started = true;
-            i.awaiting_key = self.start_at_key;
+            i.video_await_key = self.start_at_key;
         }
         if e == PlayerEvent::Republished {
-            // The new publisher's stream starts at its first keyframe.
-            i.awaiting_key = true;
+            // The new publisher's stream starts at its first keyframe, and may have no video.
+            i.video_await_key = true;
+            i.has_video = false;
         }
         i.items.push_back(Item::Event(e));
         self.notify(i);
     }
 
-    /// Queues the frames a joining player starts from (the cache snapshot).
+    /// Queues the frames a joining player starts from (the cache snapshot); a play that
+    /// wanted no more ([`Outbox::complete_after_start`]) then ends with
+    /// [`PlayerEvent::Complete`].
     pub fn start_from(&self, frames: &[Arc<Frame>], now: Instant) {
         for f in frames {
             self.push_frame(f, now);
         }
+        let once = std::mem::take(&mut self.inner.borrow_mut().once);
+        if once {
+            self.push_event(PlayerEvent::Complete);
+            // Nothing live after the end marker.
+            self.inner.borrow_mut().started = false;
+        }
     }
 
-    /// Queues a live frame, applying the slow-player policy: when the queue would exceed its
-    /// cap, the frames queued (but not metadata or sequence headers) are dropped and so is
-    /// every frame until the next keyframe; a player still behind after the timeout is closed.
+    /// Whether the next play ends right after its start: the stream's current state, then
+    /// `NetStream.Play.Stop` (`play` with a duration of 0).
+    pub fn complete_after_start(&self, once: bool) {
+        self.inner.borrow_mut().once = once;
+    }
+
+    /// Queues a live frame, applying the player's own choices (paused, no audio, no video)
+    /// and the slow-player policy: when the queue would exceed its cap, the frames queued
+    /// (but not metadata or sequence headers) are dropped and so is every frame until the
+    /// next point a player can resume from (a video keyframe; any audio frame of a stream
+    /// without video); a player still behind after the timeout is closed.
     pub fn push_frame(&self, f: &Arc<Frame>, now: Instant) {
         let mut i = self.inner.borrow_mut();
-        if i.closed || !i.started {
+        if i.closed || !i.started || i.paused {
             return;
         }
         let len = f.rtmp.len();
+        if f.kind == MediaKind::Video {
+            i.has_video = true;
+        }
         if !f.is_config() {
-            if i.awaiting_key {
+            match f.kind {
+                MediaKind::Audio if i.audio_off => return,
+                MediaKind::Video if i.video_off => return,
+                _ => {}
+            }
+            if f.kind == MediaKind::Video && i.video_await_key {
                 if !f.keyframe {
                     return;
                 }
-                i.awaiting_key = false;
+                i.video_await_key = false;
             }
+            let sync = f.keyframe || (f.kind == MediaKind::Audio && !i.has_video);
             if i.skipping {
-                if !f.keyframe {
+                if !sync {
                     i.dropped += 1;
                     drop(i);
                     self.check_slow(now);
@@ -193,29 +255,19 @@ impl Outbox {
                 i.skipping = false;
             }
             if i.bytes + len > self.max_bytes {
-                let before = i.items.len();
-                i.items
-                    .retain(|it| !matches!(it, Item::Frame(g) if !g.is_config()));
-                let removed = (before - i.items.len()) as u64;
+                let removed = i.drop_frames(|g| !g.is_config());
                 i.dropped += removed + 1;
-                i.bytes = i
-                    .items
-                    .iter()
-                    .map(|it| match it {
-                        Item::Frame(g) => g.rtmp.len(),
-                        _ => 0,
-                    })
-                    .sum();
                 i.behind_since.get_or_insert(now);
-                if !f.keyframe {
+                if !sync {
                     i.skipping = true;
                     drop(i);
                     self.check_slow(now);
                     return;
                 }
-                // A keyframe: start over from it.
+                // A point to resume from: start over from it.
                 i.dropped -= 1;
             }
+            i.last_ts = Some(f.timestamp);
         }
         i.bytes += len;
         i.items.push_back(Item::Frame(f.clone()));
@@ -223,6 +275,71 @@ impl Outbox {
             return;
         }
         self.notify(i);
+    }
+
+    /// The play ended (deleteStream, closeStream, a new play on the connection): forgets
+    /// the frames and events queued for it and every per-play choice, so a later play
+    /// starts afresh. Control bytes stay queued.
+    pub fn stop_play(&self) {
+        let mut i = self.inner.borrow_mut();
+        i.items.retain(|it| matches!(it, Item::Control(_)));
+        i.bytes = 0;
+        i.started = false;
+        i.skipping = false;
+        i.video_await_key = false;
+        i.paused = false;
+        i.audio_off = false;
+        i.video_off = false;
+        i.has_video = false;
+        i.last_ts = None;
+        i.once = false;
+        i.behind_since = None;
+    }
+
+    /// Pauses the player: the frames queued are dropped and nothing is queued until
+    /// [`Outbox::resume`].
+    pub fn pause(&self) {
+        let mut i = self.inner.borrow_mut();
+        i.paused = true;
+        i.skipping = false;
+        i.behind_since = None;
+        i.drop_frames(|_| true);
+    }
+
+    /// Resumes a paused player from `frames` (the stream's cache): metadata and sequence
+    /// headers, then what is newer than what the player already had, video from a keyframe.
+    pub fn resume(&self, frames: &[Arc<Frame>], now: Instant) {
+        let last = {
+            let mut i = self.inner.borrow_mut();
+            if !i.paused {
+                return;
+            }
+            i.paused = false;
+            i.video_await_key = true;
+            i.last_ts
+        };
+        let newer = |ts: u32| last.is_none_or(|l| (ts.wrapping_sub(l) as i32) > 0);
+        for f in frames {
+            if f.is_config() || newer(f.timestamp) {
+                self.push_frame(f, now);
+            }
+        }
+    }
+
+    /// `receiveAudio` / `receiveVideo`: stops or resumes one kind of media for this player;
+    /// video resumes at a keyframe. Metadata and sequence headers always pass.
+    pub fn set_receive(&self, kind: MediaKind, enabled: bool) {
+        let mut i = self.inner.borrow_mut();
+        match kind {
+            MediaKind::Audio => i.audio_off = !enabled,
+            MediaKind::Video => {
+                if enabled && i.video_off {
+                    i.video_await_key = true;
+                }
+                i.video_off = !enabled;
+            }
+            MediaKind::Data => {}
+        }
     }
 
     fn check_slow(&self, now: Instant) {

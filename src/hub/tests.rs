@@ -118,7 +118,7 @@ fn players_share_one_encoding() {
 }
 
 #[test]
-fn without_gop_cache_players_start_at_the_next_keyframe() {
+fn without_gop_cache_video_starts_at_the_next_keyframe_and_audio_at_once() {
     let now = Instant::now();
     let mut c = cfg();
     c.gop_cache = false;
@@ -132,7 +132,7 @@ fn without_gop_cache_players_start_at_the_next_keyframe() {
     h.push("live/a", id, audio(140), now);
     assert_eq!(
         drain(&p),
-        vec!["Start", "meta", "Videohdr", "Audiohdr", "K133", "140"]
+        vec!["Start", "meta", "Videohdr", "Audiohdr", "90", "K133", "140"]
     );
 }
 
@@ -461,4 +461,269 @@ fn a_takeover_from_another_core_replaces_the_owner_and_its_players_follow() {
     for h in &hubs {
         assert!(h.is_live("live/t"));
     }
+}
+
+/// Hands every message waiting in `rxs` to its hub until all are quiet.
+fn settle(hubs: &mut [&mut Hub], rxs: &mut [mpsc::Receiver<CoreMsg>], now: Instant) {
+    let mut moved = true;
+    while moved {
+        moved = false;
+        for (h, rx) in hubs.iter_mut().zip(rxs.iter_mut()) {
+            h.drain_backlog();
+            while let Ok(m) = rx.try_recv() {
+                h.handle(m, now);
+                moved = true;
+            }
+        }
+    }
+}
+
+#[test]
+fn control_messages_between_cores_survive_a_full_inbox() {
+    let now = Instant::now();
+    // Core 1's inbox holds two messages.
+    let (tx0, rx0) = mpsc::channel(64);
+    let (tx1, rx1) = mpsc::channel(2);
+    let peers = vec![tx0, tx1.clone()];
+    let mut a = hub(0, peers.clone());
+    let mut b = hub(1, peers);
+    let mut rxs = vec![rx0, rx1];
+    // A player on core 1 of a stream core 0 will publish.
+    let player = outbox();
+    assert!(!b.play("live/x", player.clone(), now));
+    // Fill core 1's inbox with junk frames it will ignore.
+    while tx1
+        .try_send(CoreMsg::Frames {
+            key: "none".into(),
+            frames: vec![],
+        })
+        .is_ok()
+    {}
+    // Announce, then Withdraw (the publisher left at once): both wait for room.
+    let id = publish_with_gop(&mut a, "live/x", now);
+    a.unpublish("live/x", id);
+    assert!(a.backlogged().is_some(), "the messages wait in the backlog");
+    assert_eq!(a.dropped_cross_core, 0);
+    settle(&mut [&mut a, &mut b], &mut rxs, now);
+    assert!(a.backlogged().is_none());
+    // The Withdraw took effect: a publisher of the name on core 1 is not refused.
+    assert!(!b.is_live("live/x"));
+    let id1 = b
+        .publish("live/x", outbox(), now)
+        .expect("the name is free");
+    b.unpublish("live/x", id1);
+    settle(&mut [&mut a, &mut b], &mut rxs, now);
+
+    // Subscribe / Unsubscribe / Snapshot through full inboxes in both directions.
+    let id = publish_with_gop(&mut a, "live/y", now);
+    settle(&mut [&mut a, &mut b], &mut rxs, now);
+    let p = outbox();
+    while tx1
+        .try_send(CoreMsg::Frames {
+            key: "none".into(),
+            frames: vec![],
+        })
+        .is_ok()
+    {}
+    assert!(!b.play("live/y", p.clone(), now));
+    settle(&mut [&mut a, &mut b], &mut rxs, now);
+    assert_eq!(
+        drain(&p),
+        vec!["Start", "meta", "Videohdr", "Audiohdr", "K66", "70"]
+    );
+    b.leave("live/y", &p);
+    settle(&mut [&mut a, &mut b], &mut rxs, now);
+    // The Unsubscribe arrived: core 0 sends core 1 nothing more.
+    a.push("live/y", id, video(100, true, 100), now);
+    a.flush();
+    assert!(
+        rxs[1].try_recv().is_err(),
+        "frames to a core with no players"
+    );
+
+    // Shutdown reaches a core whose inbox is full.
+    while tx1.try_send(CoreMsg::Shutdown).is_ok() {}
+    let mut got_shutdown = false;
+    while let Ok(m) = rxs[1].try_recv() {
+        got_shutdown |= matches!(m, CoreMsg::Shutdown);
+    }
+    assert!(got_shutdown);
+}
+
+#[test]
+fn frames_to_a_stuck_core_are_dropped_to_the_next_keyframe_and_counted() {
+    let now = Instant::now();
+    let (tx0, rx0) = mpsc::channel(64);
+    let (tx1, rx1) = mpsc::channel(4);
+    let peers = vec![tx0, tx1];
+    let mut a = hub(0, peers.clone());
+    let mut b = hub(1, peers);
+    let mut rxs = vec![rx0, rx1];
+    let id = publish_with_gop(&mut a, "live/x", now);
+    settle(&mut [&mut a, &mut b], &mut rxs, now);
+    let p = outbox();
+    assert!(!b.play("live/x", p.clone(), now));
+    settle(&mut [&mut a, &mut b], &mut rxs, now);
+    drain(&p);
+    // Core 1 stops reading: frames pile up past the backlog's frame cap.
+    let mut ts = 100;
+    for _ in 0..(BACKLOG_FRAMES + 10) {
+        a.push("live/x", id, video(ts, false, 100), now);
+        a.flush();
+        ts += 33;
+    }
+    assert!(a.dropped_cross_core > 0, "frames past the cap are dropped");
+    // Then it reads again: what it shows its player resumes at a keyframe, no broken GOP.
+    settle(&mut [&mut a, &mut b], &mut rxs, now);
+    drain(&p);
+    a.push("live/x", id, video(ts, false, 100), now);
+    a.flush();
+    a.push("live/x", id, video(ts + 33, true, 100), now);
+    a.flush();
+    settle(&mut [&mut a, &mut b], &mut rxs, now);
+    assert_eq!(drain(&p), vec![format!("K{}", ts + 33)]);
+}
+
+#[test]
+fn a_snapshot_for_an_earlier_subscription_is_ignored() {
+    let now = Instant::now();
+    let (tx0, rx0) = mpsc::channel(64);
+    let (tx1, rx1) = mpsc::channel(64);
+    let peers = vec![tx0, tx1];
+    let mut a = hub(0, peers.clone());
+    let mut b = hub(1, peers);
+    let mut rxs = vec![rx0, rx1];
+    let id = publish_with_gop(&mut a, "live/x", now);
+    settle(&mut [&mut a, &mut b], &mut rxs, now);
+    // Play, leave, play again before core 0 answers anything.
+    let p = outbox();
+    assert!(!b.play("live/x", p.clone(), now));
+    b.leave("live/x", &p);
+    p.stop_play();
+    assert!(!b.play("live/x", p.clone(), now));
+    // Core 0 answers the first Subscribe, sends frames, then answers the second.
+    let mut rx0 = std::mem::replace(&mut rxs[0], mpsc::channel(1).1);
+    let first = rx0.try_recv().expect("subscribe 1");
+    a.handle(first, now);
+    a.push("live/x", id, video(100, false, 100), now);
+    a.flush();
+    while let Ok(m) = rx0.try_recv() {
+        a.handle(m, now);
+    }
+    rxs[0] = rx0;
+    settle(&mut [&mut a, &mut b], &mut rxs, now);
+    // One start, from the second snapshot (which holds frame 100), and nothing twice.
+    let got = drain(&p);
+    assert_eq!(
+        got,
+        vec!["Start", "meta", "Videohdr", "Audiohdr", "K66", "70", "100"]
+    );
+}
+
+#[test]
+fn a_stopped_play_forgets_its_queue_and_a_new_one_starts_afresh() {
+    let now = Instant::now();
+    let mut h = hub(0, vec![]);
+    let id = publish_with_gop(&mut h, "live/a", now);
+    let p = outbox();
+    p.push_control(Bytes::from_static(b"c"));
+    assert!(h.play("live/a", p.clone(), now));
+    h.leave("live/a", &p);
+    p.stop_play();
+    assert!(!p.is_started());
+    assert_eq!(
+        drain(&p),
+        vec!["ctl"],
+        "control bytes stay, the play's frames go"
+    );
+    assert!(h.play("live/a", p.clone(), now));
+    h.push("live/a", id, video(100, false, 100), now);
+    assert_eq!(
+        drain(&p),
+        vec!["Start", "meta", "Videohdr", "Audiohdr", "K66", "70", "100"]
+    );
+}
+
+#[test]
+fn pause_drops_everything_and_resume_starts_from_what_is_newer() {
+    let now = Instant::now();
+    let mut h = hub(0, vec![]);
+    let id = publish_with_gop(&mut h, "live/a", now);
+    let p = outbox();
+    assert!(h.play("live/a", p.clone(), now));
+    drain(&p);
+    h.push("live/a", id, video(100, false, 100), now);
+    p.pause();
+    assert!(drain(&p).is_empty(), "queued frames dropped at pause");
+    h.push("live/a", id, video(133, false, 100), now);
+    h.push("live/a", id, audio(140), now);
+    assert!(drain(&p).is_empty(), "nothing while paused");
+    // The cache's GOP (from K66) is older than what the player had: wait for a keyframe,
+    // audio newer than the last frame goes at once.
+    h.resume("live/a", &p, now);
+    h.push("live/a", id, video(166, false, 100), now);
+    h.push("live/a", id, video(200, true, 100), now);
+    assert_eq!(
+        drain(&p),
+        vec!["meta", "Videohdr", "Audiohdr", "140", "K200"]
+    );
+    // Paused past a keyframe: resume replays the new GOP from the cache.
+    p.pause();
+    h.push("live/a", id, audio(210), now);
+    h.push("live/a", id, video(233, true, 100), now);
+    h.push("live/a", id, audio(240), now);
+    h.resume("live/a", &p, now);
+    assert_eq!(
+        drain(&p),
+        vec!["meta", "Videohdr", "Audiohdr", "K233", "240"]
+    );
+}
+
+#[test]
+fn receive_audio_and_video_stop_and_resume_one_track() {
+    let now = Instant::now();
+    let mut h = hub(0, vec![]);
+    let id = publish_with_gop(&mut h, "live/a", now);
+    let p = outbox();
+    assert!(h.play("live/a", p.clone(), now));
+    drain(&p);
+    p.set_receive(MediaKind::Video, false);
+    h.push("live/a", id, video(100, false, 100), now);
+    h.push("live/a", id, audio(101), now);
+    h.push("live/a", id, video(133, true, 100), now);
+    assert_eq!(drain(&p), vec!["101"]);
+    p.set_receive(MediaKind::Video, true);
+    h.push("live/a", id, video(166, false, 100), now);
+    h.push("live/a", id, video(200, true, 100), now);
+    assert_eq!(drain(&p), vec!["K200"], "video resumes at a keyframe");
+    p.set_receive(MediaKind::Audio, false);
+    h.push("live/a", id, audio(201), now);
+    h.push("live/a", id, video(233, false, 100), now);
+    p.set_receive(MediaKind::Audio, true);
+    h.push("live/a", id, audio(240), now);
+    assert_eq!(drain(&p), vec!["233", "240"]);
+}
+
+#[test]
+fn a_slow_player_of_an_audio_only_stream_resumes_at_the_next_audio_frame() {
+    let now = Instant::now();
+    let mut h = hub(0, vec![]);
+    let id = h.publish("live/r", outbox(), now).expect("publish");
+    h.push("live/r", id, headers()[2].clone(), now);
+    // A queue that holds about two audio frames.
+    let p = Outbox::new(2 * audio(0).rtmp.len(), Duration::from_secs(10), false);
+    assert!(h.play("live/r", p.clone(), now));
+    for ts in [0, 23, 46, 69] {
+        h.push("live/r", id, audio(ts), now);
+    }
+    let got = drain(&p);
+    assert!(got.contains(&"69".to_owned()), "{got:?}");
+    assert!(p.dropped() > 0);
+}
+
+#[test]
+fn stream_keys_keep_app_and_name_apart() {
+    assert_eq!(stream_key("live", "a/b"), "live/a/b");
+    assert_ne!(stream_key("live", "a/b"), stream_key("live/a", "b"));
+    assert_ne!(stream_key("a%2Fb", "c"), stream_key("a/b", "c"));
 }

@@ -62,7 +62,9 @@ impl Running {
     /// to finish (at most the configured `shutdown_grace` plus a second).
     pub fn shutdown(self) {
         for tx in &self.inboxes {
-            let _ = tx.try_send(CoreMsg::Shutdown);
+            // Waits for room: a full inbox must not lose the Shutdown (the process would
+            // never exit). Cores drain their inboxes all the time.
+            let _ = tx.blocking_send(CoreMsg::Shutdown);
         }
         for t in self.threads {
             let _ = t.join();
@@ -211,6 +213,33 @@ async fn core_main(
             }
         })
     });
+    // Messages to other cores that found their inbox full wait in the hub's backlog; this
+    // task moves them on as room appears, so no control message is ever lost.
+    let backlog = {
+        let core = core.clone();
+        let ready = core.hub.borrow().backlog_ready();
+        runtime::spawn(async move {
+            loop {
+                ready.notified().await;
+                loop {
+                    let Some(tx) = core.hub.borrow().backlogged() else {
+                        break;
+                    };
+                    // Wait for room without holding the hub; give the slot straight back
+                    // and let the hub fill it (and any other) in order.
+                    match tx.reserve().await {
+                        Ok(permit) => drop(permit),
+                        Err(_) => {
+                            // That core has stopped: what waits for it is moot.
+                            core.hub.borrow_mut().drain_backlog();
+                            break;
+                        }
+                    }
+                    core.hub.borrow_mut().drain_backlog();
+                }
+            }
+        })
+    };
     while let Some(msg) = inbox.recv().await {
         if matches!(msg, CoreMsg::Shutdown) {
             break;
@@ -239,6 +268,7 @@ async fn core_main(
     if let Some(t) = ticker {
         t.abort();
     }
+    backlog.abort();
     if core.connections.get() > 0 {
         tracing::warn!(
             core = core.index,

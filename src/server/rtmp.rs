@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::{sleep_until, timeout_at};
 
 use super::Core;
-use crate::hub::{Frame, Item, Outbox, PlayerEvent, PublishError};
+use crate::hub::{Frame, Item, Outbox, PlayerEvent, PublishError, stream_key};
 use crate::rtmp::chunk::ReaderConfig;
 use crate::rtmp::session::server::{Event, Server, ServerConfig};
 use crate::rtmp::session::status;
@@ -45,6 +45,10 @@ struct Conn {
     waiting_since: Cell<Option<Instant>>,
     /// Bytes written to the peer.
     written: Cell<u64>,
+    /// The session's clock starts here (its `now_ms` is milliseconds since).
+    epoch: Instant,
+    /// When the publisher last sent media (its idle timeout counts from here).
+    last_media: Cell<Instant>,
 }
 
 impl Conn {
@@ -53,6 +57,11 @@ impl Conn {
         if slot.is_none() {
             *slot = Some(r.into());
         }
+    }
+
+    /// The session clock.
+    fn now_ms(&self, now: Instant) -> u64 {
+        now.duration_since(self.epoch).as_millis() as u64
     }
 
     /// Moves what the session wants sent into the outbox.
@@ -78,6 +87,8 @@ pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: 
         // Outputs are queued between shared frames and sometimes out of call order (the
         // writer accepts a waiting play): every message must stand alone.
         compress_headers: false,
+        ping_interval_ms: cfg.ping_interval.as_millis() as u64,
+        ping_timeout_ms: cfg.ping_timeout.as_millis() as u64,
         ..ServerConfig::default()
     };
     let seed = id ^ ((core.index as u64) << 48) ^ 0x5DEE_CE66_D1CE_4E5B;
@@ -96,6 +107,8 @@ pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: 
         unpublished_at: Cell::new(None),
         waiting_since: Cell::new(None),
         written: Cell::new(0),
+        epoch: Instant::now(),
+        last_media: Cell::new(Instant::now()),
         core: core.clone(),
     });
     core.register(&conn.outbox);
@@ -138,7 +151,9 @@ pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: 
     );
 }
 
-/// Leaves the hub: unpublishes a publisher, removes a player.
+/// Leaves the hub: unpublishes a publisher, removes a player. A player's play is over:
+/// what was queued for it and its timers (`play_wait`, `republish_wait`) go with it, so a
+/// later play on the connection starts afresh.
 fn leave(conn: &Conn) {
     let role = std::mem::replace(&mut *conn.role.borrow_mut(), Role::Idle);
     let mut hub = conn.core.hub.borrow_mut();
@@ -147,16 +162,19 @@ fn leave(conn: &Conn) {
             hub.unpublish(&key, id);
             tracing::info!(peer = %conn.peer, stream = %key, "unpublished");
         }
-        Role::Player { key, .. } => hub.leave(&key, &conn.outbox),
+        Role::Player { key, .. } => {
+            hub.leave(&key, &conn.outbox);
+            conn.outbox.stop_play();
+            conn.waiting_since.set(None);
+            conn.unpublished_at.set(None);
+        }
         Role::Idle => {}
     }
 }
 
 async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
     let cfg = &conn.core.config;
-    let start = Instant::now();
-    let handshake_deadline = start + cfg.handshake_timeout;
-    let mut connected = false;
+    let handshake_deadline = conn.epoch + cfg.handshake_timeout;
     let mut inbuf = BytesMut::new();
     loop {
         let want = if matches!(*conn.role.borrow(), Role::Publisher { .. }) {
@@ -164,14 +182,24 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
         } else {
             PLAYER_READ
         };
-        let deadline = if connected {
-            Instant::now() + cfg.idle_timeout
-        } else {
-            handshake_deadline
+        // Before connect: the handshake timeout. A publisher: media within idle_timeout. A
+        // player sends next to nothing, so no read deadline: pings and its writes tell
+        // whether it is there. Anyone else: some bytes within idle_timeout.
+        let connected = conn.session.borrow().is_connected();
+        let deadline = match &*conn.role.borrow() {
+            _ if !connected => Some(handshake_deadline),
+            Role::Publisher { .. } => Some(conn.last_media.get() + cfg.idle_timeout),
+            Role::Player { .. } => None,
+            Role::Idle => Some(Instant::now() + cfg.idle_timeout),
         };
         // Read straight into the receive buffer: the chunk reader slices messages out of
         // it, so a publisher's bytes are never copied before they are shared.
-        let (res, buf) = match timeout_at(deadline.into(), stream.read_buf(inbuf, want)).await {
+        let read = stream.read_buf(inbuf, want);
+        let result = match deadline {
+            Some(d) => timeout_at(d.into(), read).await,
+            None => Ok(read.await),
+        };
+        let (res, buf) = match result {
             Ok(r) => r,
             Err(_) => {
                 conn.set_reason(if connected {
@@ -195,8 +223,10 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
             }
         }
         let now = Instant::now();
-        let now_ms = now.duration_since(start).as_millis() as u64;
-        let result = conn.session.borrow_mut().handle_input(&mut inbuf, now_ms);
+        let result = conn
+            .session
+            .borrow_mut()
+            .handle_input(&mut inbuf, conn.now_ms(now));
         if let Err(e) = result {
             conn.set_reason(format!("protocol error: {e}"));
             tracing::warn!(peer = %conn.peer, "closing: {e}");
@@ -205,9 +235,6 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
         loop {
             let ev = conn.session.borrow_mut().poll_event();
             let Some(ev) = ev else { break };
-            if let Event::Connected { .. } = ev {
-                connected = true;
-            }
             if !handle_event(conn, ev, now) {
                 conn.flush_session();
                 conn.core.hub.borrow_mut().flush();
@@ -239,7 +266,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             stream,
             ..
         } => {
-            let key = format!("{app}/{stream}");
+            let key = stream_key(&app, &stream);
             if *conn.role.borrow() != Role::Idle || conn.core.shutting_down.get() {
                 conn.session.borrow_mut().reject_publish(
                     stream_id,
@@ -255,6 +282,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                 .publish(&key, conn.outbox.clone(), now);
             match result {
                 Ok(id) => {
+                    conn.last_media.set(now);
                     conn.session.borrow_mut().accept_publish(stream_id);
                     *conn.role.borrow_mut() = Role::Publisher {
                         key: key.clone(),
@@ -282,8 +310,17 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                 conn.core.hub.borrow_mut().push(key, *id, f, now);
             }
         }
+        Event::MetadataCleared {
+            timestamp, body, ..
+        } => {
+            if let Role::Publisher { key, id } = &*conn.role.borrow() {
+                let f = Frame::clear_metadata(timestamp, body, conn.core.config.chunk_size);
+                conn.core.hub.borrow_mut().push(key, *id, f, now);
+            }
+        }
         Event::Media { media, .. } => {
             if let Role::Publisher { key, id } = &*conn.role.borrow() {
+                conn.last_media.set(now);
                 let f = Frame::media(
                     media.kind,
                     media.timestamp,
@@ -298,34 +335,76 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             stream_id,
             app,
             stream,
+            duration,
             ..
         } => {
             if *conn.role.borrow() != Role::Idle || conn.core.shutting_down.get() {
                 conn.session.borrow_mut().reject_play_with(
                     stream_id,
-                    "NetStream.Play.Failed",
+                    status::PLAY_FAILED,
                     "already busy",
                 );
                 return true;
             }
-            let key = format!("{app}/{stream}");
+            let key = stream_key(&app, &stream);
+            // A live server has no recording to seek in: any start plays live, as
+            // nginx-rtmp and SRS do. A duration of 0 asks for one picture: the stream's
+            // current state (metadata, sequence headers, the GOP), then Play.Stop.
+            let once = duration == 0.0;
+            if once && !conn.core.hub.borrow().is_live(&key) {
+                conn.session.borrow_mut().reject_play(
+                    stream_id,
+                    "A play of duration 0 needs a stream that is being published.",
+                );
+                return true;
+            }
             *conn.role.borrow_mut() = Role::Player {
                 key: key.clone(),
                 stream_id,
             };
             // Session output so far (createStream's answer) goes before the start marker.
             conn.flush_session();
+            conn.outbox.complete_after_start(once);
             let live = conn
                 .core
                 .hub
                 .borrow_mut()
                 .play(&key, conn.outbox.clone(), now);
-            if !live {
+            if !live && !once {
                 conn.waiting_since.set(Some(now));
                 // Wake the writer so it arms the play_wait timer.
                 conn.outbox.wake();
             }
             tracing::info!(peer = %conn.peer, stream = %key, live, "play");
+        }
+        Event::Paused {
+            stream_id, paused, ..
+        } => {
+            if let Role::Player { key, stream_id: s } = &*conn.role.borrow() {
+                if *s == stream_id {
+                    // Pause.Notify / Unpause.Notify go before what resumes.
+                    conn.flush_session();
+                    if paused {
+                        conn.outbox.pause();
+                    } else {
+                        conn.core.hub.borrow_mut().resume(key, &conn.outbox, now);
+                    }
+                }
+            }
+        }
+        Event::Receive {
+            stream_id,
+            kind,
+            enabled,
+        } => {
+            if let Role::Player { stream_id: s, .. } = &*conn.role.borrow() {
+                if *s == stream_id {
+                    conn.outbox.set_receive(kind, enabled);
+                }
+            }
+        }
+        Event::Dropped { type_id, reason } => {
+            tracing::warn!(peer = %conn.peer, type_id, "message dropped: {reason}");
         }
         Event::UnknownCommand { command } => {
             tracing::debug!(peer = %conn.peer, command = %command.name, "unknown command");
@@ -335,31 +414,56 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
     true
 }
 
-/// Drains the outbox: one vectored write per batch; acts on player events in order.
+/// Drains the outbox: one vectored write per batch; acts on player events in order; sends
+/// the session's pings and times a player's wait for a publisher.
 async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
     let cfg = conn.core.config.clone();
     loop {
         // A player waiting for a publisher, or for one to come back, has a deadline.
-        let deadline = match (conn.waiting_since.get(), conn.unpublished_at.get()) {
+        let wait_deadline = match (conn.waiting_since.get(), conn.unpublished_at.get()) {
             (Some(t), _) => Some(t + cfg.play_wait),
             (None, Some(t)) => Some(t + cfg.republish_wait),
             _ => None,
         };
-        let timed_out = match deadline {
+        let ping_deadline = conn
+            .session
+            .borrow()
+            .poll_timeout()
+            .map(|ms| conn.epoch + std::time::Duration::from_millis(ms));
+        let deadline = match (wait_deadline, ping_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match deadline {
             Some(d) => {
                 tokio::select! {
-                    _ = conn.outbox.ready() => false,
-                    _ = sleep_until(d.into()) => true,
+                    _ = conn.outbox.ready() => {}
+                    _ = sleep_until(d.into()) => {}
                 }
             }
-            None => {
-                conn.outbox.ready().await;
-                false
+            None => conn.outbox.ready().await,
+        }
+        let now = Instant::now();
+        let mut bufs: Vec<Bytes> = Vec::new();
+        if ping_deadline.is_some_and(|d| now >= d) {
+            let mut s = conn.session.borrow_mut();
+            if let Err(e) = s.handle_timeout(conn.now_ms(now)) {
+                drop(s);
+                tracing::info!(peer = %conn.peer, "closing: {e}");
+                conn.set_reason(e.to_string());
+                conn.outbox.close();
+                return;
             }
-        };
+            let out = s.take_output();
+            if !out.is_empty() {
+                bufs.push(out.freeze());
+            }
+        }
         let items = conn.outbox.take();
-        let mut bufs: Vec<Bytes> = Vec::with_capacity(items.len() + 1);
+        bufs.reserve(items.len() + 1);
         let mut close_after = false;
+        // The play ended in this batch (duration 0): its frames after that are not sent.
+        let mut play_over = false;
         let stream_id = match &*conn.role.borrow() {
             Role::Player { stream_id, .. } => *stream_id,
             _ => 1,
@@ -367,6 +471,7 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
         for item in items {
             match item {
                 Item::Control(b) => bufs.push(b),
+                Item::Frame(_) if play_over => {}
                 Item::Frame(f) => bufs.push(f.rtmp_for(stream_id, cfg.chunk_size)),
                 Item::Event(e) => {
                     let mut s = conn.session.borrow_mut();
@@ -388,6 +493,10 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
                             s.stop_play(stream_id);
                             close_after = true;
                         }
+                        PlayerEvent::Complete => {
+                            s.stop_play(stream_id);
+                            play_over = true;
+                        }
                     }
                     let out = s.take_output();
                     if !out.is_empty() {
@@ -396,7 +505,12 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
                 }
             }
         }
-        if timed_out {
+        if play_over {
+            leave(&conn);
+        }
+        if wait_deadline.is_some_and(|d| now >= d)
+            && (conn.waiting_since.get().is_some() || conn.unpublished_at.get().is_some())
+        {
             let mut s = conn.session.borrow_mut();
             if conn.waiting_since.get().is_some() {
                 s.reject_play(stream_id, "No such stream is being published.");

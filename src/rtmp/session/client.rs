@@ -47,6 +47,9 @@ pub struct ClientConfig {
     pub window_ack_size: u32,
     /// Limits on what the server may make the chunk reader hold.
     pub reader: ReaderConfig,
+    /// What `play` sends after the stream name: start, duration, reset. Default `[-2]`
+    /// (live or recorded, until the end).
+    pub play_args: Vec<Value>,
 }
 
 impl ClientConfig {
@@ -62,6 +65,7 @@ impl ClientConfig {
             digest_handshake: false,
             window_ack_size: 2_500_000,
             reader: ReaderConfig::default(),
+            play_args: vec![Value::Number(-2.0)],
         }
     }
 }
@@ -141,13 +145,15 @@ pub struct Client {
     events: VecDeque<Event>,
     phase: Phase,
     stream_id: u32,
+    /// Media and data messages that arrived on a message stream other than ours.
+    foreign: u64,
 }
 
 impl Client {
     /// A new session; call [`Client::start`] next. `seed` feeds the handshake's random
     /// bytes, `epoch` is the client's uptime in ms for C1.
     pub fn new(config: ClientConfig, seed: u64, epoch: u32) -> Client {
-        let conn = Conn::new(config.reader, 0);
+        let conn = Conn::new(config.reader, 0, 0);
         Client {
             handshake: handshake::Client::new(seed, epoch, config.digest_handshake),
             config,
@@ -155,6 +161,7 @@ impl Client {
             events: VecDeque::new(),
             phase: Phase::Handshake,
             stream_id: 0,
+            foreign: 0,
         }
     }
 
@@ -254,9 +261,69 @@ impl Client {
         self.phase = Phase::Starting;
     }
 
+    /// Starts again on the same connection after [`Client::stop`] (or a `closeStream` sent
+    /// with [`Client::call`]): `publish` or `play` of `intent`, after a new `createStream`
+    /// when `new_stream`, else on the same message stream; reported by [`Event::Publishing`]
+    /// or [`Event::Playing`] as the first time.
+    pub fn restart(&mut self, intent: Intent, new_stream: bool) {
+        self.config.intent = intent;
+        if new_stream {
+            self.phase = Phase::CreatingStream;
+            if let Intent::Publish(name) = &self.config.intent {
+                let name = Value::from(name.as_str());
+                self.command(csid::COMMAND, 0, "releaseStream", 2.0, vec![name.clone()]);
+                self.command(csid::COMMAND, 0, "FCPublish", 3.0, vec![name]);
+            }
+            self.command(csid::COMMAND, 0, "createStream", TXN_CREATE_STREAM, vec![]);
+        } else {
+            self.start_stream();
+        }
+    }
+
+    /// Sends one message of any type on our message stream, as it is (tools and tests that
+    /// need what [`Client::send_media`] cannot express: aggregates, odd commands).
+    pub fn send_message(&mut self, type_id: u8, timestamp: u32, payload: Bytes) {
+        self.conn
+            .send_raw(csid::STREAM, self.stream_id, timestamp, type_id, payload);
+    }
+
+    /// Sends a command on our message stream (`pause`, `receiveAudio`, `closeStream`, ...)
+    /// with transaction id 0, as players do; answers arrive as [`Event::Status`].
+    pub fn call(&mut self, name: &str, args: Vec<Value>) {
+        let sid = self.stream_id;
+        self.command(csid::STREAM, sid, name, 0.0, args);
+    }
+
+    /// Media and data messages received on a message stream other than ours (a server
+    /// that sends an earlier play's frames on the wrong stream id).
+    pub fn foreign_messages(&self) -> u64 {
+        self.foreign
+    }
+
     fn command(&mut self, csid: u32, sid: u32, name: &str, txn: f64, args: Vec<Value>) {
         self.conn
             .send_command(csid, sid, Command::new(name, txn, Value::Null, args));
+    }
+
+    /// `publish` or `play` on our message stream.
+    fn start_stream(&mut self) {
+        self.phase = Phase::Starting;
+        let sid = self.stream_id;
+        match self.config.intent.clone() {
+            Intent::Publish(name) => {
+                let args = vec![Value::from(name.as_str()), Value::from("live")];
+                self.command(csid::STREAM, sid, "publish", 5.0, args);
+            }
+            Intent::Play(name) => {
+                self.conn.send_user_control(UserControl::SetBufferLength {
+                    stream_id: sid,
+                    millis: self.config.buffer_ms,
+                });
+                let mut args = vec![Value::from(name.as_str())];
+                args.extend(self.config.play_args.iter().cloned());
+                self.command(csid::STREAM, sid, "play", 5.0, args);
+            }
+        }
     }
 
     fn send_connect(&mut self) {
@@ -287,6 +354,13 @@ impl Client {
         let decoded = conn::decode(&msg)?;
         if let Some(rtt_ms) = self.conn.handle_control(&decoded, now) {
             self.events.push_back(Event::Pong { rtt_ms });
+        }
+        if matches!(
+            decoded,
+            Message::Audio(_) | Message::Video(_) | Message::Aggregate(_)
+        ) && msg.stream_id != self.stream_id
+        {
+            self.foreign += 1;
         }
         match decoded {
             Message::SetPeerBandwidth { .. } => {
@@ -370,22 +444,7 @@ impl Client {
             }
             ("_result", Phase::CreatingStream) if cmd.transaction_id == TXN_CREATE_STREAM => {
                 self.stream_id = cmd.arg(0).and_then(Value::as_f64).unwrap_or(1.0) as u32;
-                self.phase = Phase::Starting;
-                let sid = self.stream_id;
-                match self.config.intent.clone() {
-                    Intent::Publish(name) => {
-                        let args = vec![Value::from(name.as_str()), Value::from("live")];
-                        self.command(csid::STREAM, sid, "publish", 5.0, args);
-                    }
-                    Intent::Play(name) => {
-                        self.conn.send_user_control(UserControl::SetBufferLength {
-                            stream_id: sid,
-                            millis: self.config.buffer_ms,
-                        });
-                        let args = vec![Value::from(name.as_str()), Value::Number(-2.0)];
-                        self.command(csid::STREAM, sid, "play", 5.0, args);
-                    }
-                }
+                self.start_stream();
             }
             ("_error", _) => {
                 let code = text("code");

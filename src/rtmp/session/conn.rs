@@ -17,6 +17,9 @@ pub enum Error {
     /// The chunk stream was malformed or over a limit.
     #[error("chunk stream: {0}")]
     Chunk(#[from] chunk::Error),
+    /// The peer sent nothing, not even an answer to our ping, for the ping timeout.
+    #[error("ping timeout: nothing from the peer for {0} ms")]
+    PingTimeout(u64),
     /// A message body could not be decoded.
     #[error("message type {type_id}: {source}")]
     Message {
@@ -47,10 +50,14 @@ pub(crate) struct Conn {
     next_ping: Option<u64>,
     /// The last ping sent, as (value, time sent).
     ping_sent: Option<(u32, u64)>,
+    /// Close when nothing arrives for this many ms after a ping; 0 = never.
+    ping_timeout: u64,
+    /// When the first ping with nothing from the peer since was sent.
+    unanswered_since: Option<u64>,
 }
 
 impl Conn {
-    pub(crate) fn new(config: ReaderConfig, ping_interval: u64) -> Conn {
+    pub(crate) fn new(config: ReaderConfig, ping_interval: u64, ping_timeout: u64) -> Conn {
         Conn {
             reader: Reader::new(config),
             writer: Writer::default(),
@@ -62,6 +69,8 @@ impl Conn {
             ping_interval,
             next_ping: None,
             ping_sent: None,
+            ping_timeout,
+            unanswered_since: None,
         }
     }
 
@@ -96,17 +105,40 @@ impl Conn {
         }
     }
 
-    pub(crate) fn poll_timeout(&self) -> Option<u64> {
-        self.next_ping
+    /// Something arrived from the peer: it is alive.
+    pub(crate) fn heard(&mut self) {
+        self.unanswered_since = None;
     }
 
-    pub(crate) fn handle_timeout(&mut self, now: u64) {
+    /// When the connection gives up on a silent peer, if it is waiting on one.
+    fn ping_deadline(&self) -> Option<u64> {
+        match (self.unanswered_since, self.ping_timeout) {
+            (Some(t), timeout) if timeout > 0 => Some(t.saturating_add(timeout)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<u64> {
+        match (self.next_ping, self.ping_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Sends the ping that is due; fails when the peer sent nothing for the ping timeout
+    /// since a ping.
+    pub(crate) fn handle_timeout(&mut self, now: u64) -> Result<(), Error> {
+        if self.ping_deadline().is_some_and(|d| now >= d) {
+            return Err(Error::PingTimeout(self.ping_timeout));
+        }
         if let Some(due) = self.next_ping {
             if now >= due {
                 self.ping_now(now);
+                self.unanswered_since.get_or_insert(now);
                 self.next_ping = Some(now + self.ping_interval);
             }
         }
+        Ok(())
     }
 
     /// Sends a PingRequest carrying `now` (wrapped to 32 bits) and remembers it.

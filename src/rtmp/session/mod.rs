@@ -7,7 +7,8 @@
 //! 2. drain `poll_event()` until it returns `None`, acting on each event (for the server:
 //!    accept or reject publishes and plays);
 //! 3. write out everything `take_output()` returns;
-//! 4. call `handle_timeout(now_ms)` when `poll_timeout()` says so (pings).
+//! 4. call `handle_timeout(now_ms)` when `poll_timeout()` says so (pings; an `Err` there
+//!    means the peer went silent past the ping timeout).
 //!
 //! An `Err` from `handle_input` means the peer broke the protocol: log it and close the
 //! connection. Nothing in here panics on peer input.
@@ -105,6 +106,8 @@ pub mod status {
     pub const PLAY_START: &str = "NetStream.Play.Start";
     /// Playback stopped.
     pub const PLAY_STOP: &str = "NetStream.Play.Stop";
+    /// A play (or a command on a playing stream) could not be carried out.
+    pub const PLAY_FAILED: &str = "NetStream.Play.Failed";
     /// The requested stream does not exist.
     pub const PLAY_STREAM_NOT_FOUND: &str = "NetStream.Play.StreamNotFound";
     /// The publisher of the stream being played left.

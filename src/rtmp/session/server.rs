@@ -31,6 +31,9 @@ pub struct ServerConfig {
     pub reader: ReaderConfig,
     /// Ping the peer every this many milliseconds; 0 disables pings. Default 0.
     pub ping_interval_ms: u64,
+    /// Give up on a peer that sends nothing, not even a ping answer, for this many
+    /// milliseconds after a ping ([`Server::handle_timeout`] fails); 0 never. Default 0.
+    pub ping_timeout_ms: u64,
     /// Compress chunk headers against earlier messages (default). Turn it off when the
     /// caller may reorder separately taken outputs or interleave them with shared
     /// encodings: every message then starts with a full header and stands alone.
@@ -45,6 +48,7 @@ impl Default for ServerConfig {
             peer_bandwidth: 2_500_000,
             reader: ReaderConfig::default(),
             ping_interval_ms: 0,
+            ping_timeout_ms: 0,
             compress_headers: true,
         }
     }
@@ -109,6 +113,16 @@ pub enum Event {
         /// The AMF0 body without `@setDataFrame`.
         body: Bytes,
     },
+    /// The publisher cleared its stream's metadata (`@clearDataFrame`). `body` is the
+    /// AMF0 body players get in its place.
+    MetadataCleared {
+        /// The publishing stream.
+        stream_id: u32,
+        /// The message timestamp.
+        timestamp: u32,
+        /// The AMF0 body.
+        body: Bytes,
+    },
     /// A media or data message from the publisher (aggregates arrive already split).
     Media {
         /// The publishing stream.
@@ -159,6 +173,15 @@ pub enum Event {
     /// The connection is over ([`Server::handle_close`]); streams that were publishing or
     /// playing were reported as [`Event::Unpublished`] or [`Event::PlayStopped`] just before.
     Closed,
+    /// A message that concerns one stream could not be used (a malformed aggregate, a
+    /// command or data message the AMF decoder does not take, a command out of order): it
+    /// was dropped and the connection goes on. For logging.
+    Dropped {
+        /// The message type.
+        type_id: u8,
+        /// Why.
+        reason: String,
+    },
     /// A command the session does not handle (answered with `_error` if it had a
     /// transaction id); for logging.
     UnknownCommand {
@@ -172,7 +195,10 @@ enum StreamState {
     Idle,
     PublishPending(String),
     Publishing(String),
-    PlayPending,
+    /// Play requested; `reset` is the play's reset flag (`NetStream.Play.Reset` on start).
+    PlayPending {
+        reset: bool,
+    },
     Playing,
 }
 
@@ -200,7 +226,11 @@ impl Server {
     /// A new session for an accepted connection. `seed` feeds the handshake's random bytes,
     /// `epoch` is the server's uptime in ms for S1.
     pub fn new(config: ServerConfig, seed: u64, epoch: u32) -> Server {
-        let mut conn = Conn::new(config.reader, config.ping_interval_ms);
+        let mut conn = Conn::new(
+            config.reader,
+            config.ping_interval_ms,
+            config.ping_timeout_ms,
+        );
         if !config.compress_headers {
             conn.writer = crate::rtmp::chunk::Writer::new(crate::rtmp::chunk::Mode::Fmt0);
         }
@@ -219,6 +249,9 @@ impl Server {
 
     /// Consumes bytes read from the connection (see the [module docs](super)).
     pub fn handle_input(&mut self, buf: &mut BytesMut, now_ms: u64) -> Result<(), Error> {
+        if !buf.is_empty() {
+            self.conn.heard();
+        }
         if let Some(hs) = self.handshake.as_mut() {
             let before = buf.len();
             let progress = hs.handle(buf, &mut self.conn.out)?;
@@ -269,11 +302,18 @@ impl Server {
         self.conn.poll_timeout()
     }
 
-    /// Sends a ping if one is due.
-    pub fn handle_timeout(&mut self, now_ms: u64) {
+    /// Sends a ping if one is due. Fails with [`Error::PingTimeout`] when the peer has sent
+    /// nothing for the ping timeout since a ping: close the connection.
+    pub fn handle_timeout(&mut self, now_ms: u64) -> Result<(), Error> {
         if self.handshake.is_none() {
-            self.conn.handle_timeout(now_ms);
+            self.conn.handle_timeout(now_ms)?;
         }
+        Ok(())
+    }
+
+    /// Whether `connect` succeeded.
+    pub fn is_connected(&self) -> bool {
+        self.connected
     }
 
     /// The chunk size used for everything sent to this peer (shared encodings must match).
@@ -321,25 +361,27 @@ impl Server {
         self.send_status(stream_id, "error", code, description);
     }
 
-    /// Accepts the play requested on `stream_id`: StreamBegin, `NetStream.Play.Reset`,
-    /// `NetStream.Play.Start`, `|RtmpSampleAccess` and `NetStream.Data.Start`. Send the
+    /// Accepts the play requested on `stream_id`: StreamBegin, `NetStream.Play.Reset` (when
+    /// the play asked for a reset, as it does by default), `NetStream.Play.Start`, `|RtmpSampleAccess` and `NetStream.Data.Start`. Send the
     /// metadata, sequence headers and media after this.
     pub fn accept_play(&mut self, stream_id: u32) {
         let Some(s) = self.stream_mut(stream_id) else {
             return;
         };
-        if s.state != StreamState::PlayPending {
+        let StreamState::PlayPending { reset } = s.state else {
             return;
-        }
+        };
         s.state = StreamState::Playing;
         self.conn
             .send_user_control(UserControl::StreamBegin(stream_id));
-        self.send_status(
-            stream_id,
-            "status",
-            status::PLAY_RESET,
-            "Playing and resetting.",
-        );
+        if reset {
+            self.send_status(
+                stream_id,
+                "status",
+                status::PLAY_RESET,
+                "Playing and resetting.",
+            );
+        }
         self.send_status(stream_id, "status", status::PLAY_START, "Started playing.");
         self.conn.send_data(
             csid::STREAM,
@@ -399,8 +441,17 @@ impl Server {
         );
     }
 
-    /// Ends playback on `stream_id`: StreamEOF and `NetStream.Play.Stop`.
+    /// Ends playback on `stream_id`: StreamEOF and `NetStream.Play.Stop`. The stream may
+    /// play again.
     pub fn stop_play(&mut self, stream_id: u32) {
+        if let Some(s) = self.stream_mut(stream_id) {
+            if matches!(
+                s.state,
+                StreamState::Playing | StreamState::PlayPending { .. }
+            ) {
+                s.state = StreamState::Idle;
+            }
+        }
         self.conn
             .send_user_control(UserControl::StreamEof(stream_id));
         self.send_status(stream_id, "status", status::PLAY_STOP, "Stopped playing.");
@@ -459,7 +510,17 @@ impl Server {
     }
 
     fn handle_message(&mut self, msg: crate::rtmp::chunk::Message, now: u64) -> Result<(), Error> {
-        let decoded = conn::decode(&msg)?;
+        let decoded = match conn::decode(&msg) {
+            Ok(m) => m,
+            // Commands, data, shared objects and aggregates concern one stream or call: the
+            // framing is intact, so the connection goes on without the message. Protocol
+            // control messages that cannot be read leave the connection's state unknown.
+            Err(e) if msg.type_id >= type_id::DATA_AMF3 => {
+                self.drop_message(msg.type_id, e.to_string());
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         if let Some(rtt_ms) = self.conn.handle_control(&decoded, now) {
             self.events.push_back(Event::Pong { rtt_ms });
         }
@@ -478,12 +539,13 @@ impl Server {
                 self.data(sid, msg.timestamp, body);
             }
             Message::Aggregate(body) => {
-                let subs = message::split_aggregate(msg.timestamp, &body).map_err(|source| {
-                    Error::Message {
-                        type_id: type_id::AGGREGATE,
-                        source,
+                let subs = match message::split_aggregate(msg.timestamp, &body) {
+                    Ok(subs) => subs,
+                    Err(e) => {
+                        self.drop_message(type_id::AGGREGATE, e.to_string());
+                        return Ok(());
                     }
-                })?;
+                };
                 for sub in subs {
                     match sub.type_id {
                         type_id::AUDIO => {
@@ -504,6 +566,16 @@ impl Server {
             _ => {}
         }
         Ok(())
+    }
+
+    fn drop_message(&mut self, type_id: u8, reason: String) {
+        self.events.push_back(Event::Dropped { type_id, reason });
+    }
+
+    fn is_playing(&self, sid: u32) -> bool {
+        self.streams
+            .iter()
+            .any(|s| s.id == sid && s.state == StreamState::Playing)
     }
 
     fn is_publishing(&self, sid: u32) -> bool {
@@ -540,6 +612,11 @@ impl Server {
                 timestamp,
                 body,
             }),
+            Some("@clearDataFrame") => self.events.push_back(Event::MetadataCleared {
+                stream_id: sid,
+                timestamp,
+                body,
+            }),
             _ => self.media(sid, MediaKind::Data, timestamp, body),
         }
     }
@@ -551,7 +628,32 @@ impl Server {
 
     fn handle_command(&mut self, sid: u32, cmd: Command) {
         let txn = cmd.transaction_id;
+        let needs_connect = matches!(
+            cmd.name.as_str(),
+            "createStream" | "publish" | "play" | "play2" | "releaseStream" | "FCPublish"
+        );
+        if needs_connect && !self.connected {
+            // Nothing is published or played on a connection that has not connected.
+            match cmd.name.as_str() {
+                "publish" => {
+                    self.send_status(sid, "error", status::PUBLISH_REJECTED, "connect first")
+                }
+                "play" | "play2" => {
+                    self.send_status(sid, "error", status::PLAY_FAILED, "connect first")
+                }
+                _ => {}
+            }
+            if txn > 0.0 {
+                let info = status_object("error", status::CALL_FAILED, "connect first");
+                self.reply(txn, "_error", Value::Null, vec![info]);
+            }
+            self.drop_message(type_id::COMMAND, format!("{} before connect", cmd.name));
+            return;
+        }
         match cmd.name.as_str() {
+            "connect" if self.connected => {
+                self.drop_message(type_id::COMMAND, "a second connect".to_owned());
+            }
             "connect" => self.on_connect(cmd),
             "createStream" => {
                 let id = self.next_stream_id;
@@ -614,6 +716,15 @@ impl Server {
                 self.streams.retain(|s| s.id != id);
             }
             "closeStream" => self.end_stream(sid, false),
+            "pause" | "pauseRaw" if !self.is_playing(sid) => {
+                self.send_status(sid, "error", status::PLAY_FAILED, "Not playing.");
+            }
+            "receiveAudio" | "receiveVideo" if !self.is_playing(sid) => {
+                self.drop_message(
+                    type_id::COMMAND,
+                    format!("{} on a stream that is not playing", cmd.name),
+                );
+            }
             "pause" | "pauseRaw" => {
                 let paused = cmd.arg(0).and_then(Value::as_bool).unwrap_or(true);
                 let position = cmd.arg(1).and_then(Value::as_f64).unwrap_or(0.0);
@@ -763,7 +874,7 @@ impl Server {
         let query = query.or_else(|| self.app_query.clone());
         let app = self.app.clone();
         let s = self.stream_entry(sid);
-        s.state = StreamState::PlayPending;
+        s.state = StreamState::PlayPending { reset };
         self.events.push_back(Event::PlayRequested {
             stream_id: sid,
             app,
@@ -793,7 +904,7 @@ impl Server {
                 }
                 self.events.push_back(Event::Unpublished { stream_id: id });
             }
-            StreamState::Playing | StreamState::PlayPending => {
+            StreamState::Playing | StreamState::PlayPending { .. } => {
                 self.events.push_back(Event::PlayStopped { stream_id: id });
             }
             StreamState::Idle => {}
