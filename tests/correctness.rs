@@ -681,6 +681,38 @@ fn play_with_duration_zero_sends_the_latest_state_and_ends() {
 }
 
 #[test]
+fn play_with_reset_false_skips_play_reset() {
+    let rc = Ringcast::start(&["--cores", "1"]);
+    let _publisher = publish_av(&rc.url("cam"), 30);
+    rc.wait_log("publish peer", Duration::from_secs(15));
+    let tc = format!("rtmp://{}/live", rc.rtmp);
+    let mut cfg =
+        ringcast::rtmp::session::client::ClientConfig::new("live", &tc, Intent::Play("cam".into()));
+    // start -1 (live), duration -1, reset false.
+    cfg.play_args = vec![
+        Value::Number(-1.0),
+        Value::Number(-1.0),
+        Value::Boolean(false),
+    ];
+    let mut p = Peer::connect(rc.rtmp, Intent::Play("cam".into()));
+    p.client = ringcast::rtmp::session::client::Client::new(cfg, 9, 0);
+    p.client.start();
+    until("playing", &mut [&mut p], |p| {
+        p[0].media().iter().any(is_keyframe)
+    });
+    let codes = p.codes_since(0);
+    assert!(
+        codes.iter().any(|c| c == "NetStream.Play.Start"),
+        "{codes:?}"
+    );
+    assert!(
+        !codes.iter().any(|c| c == "NetStream.Play.Reset"),
+        "{codes:?}"
+    );
+    assert_eq!(rc.terminate().code(), Some(0));
+}
+
+#[test]
 fn app_and_stream_name_together_identify_a_stream() {
     let rc = Ringcast::start(&["--cores", "2"]);
     // `live` + `a/b` and `live/a` + `b` both read rtmp://host/live/a/b, but are two streams.

@@ -146,3 +146,58 @@ proptest! {
         while c.poll_event().is_some() {}
     }
 }
+
+/// A fmt 0 chunk on csid 3 carrying the AMF0 command `cmd` on message stream `sid`.
+fn command_chunk(cmd: &ringcast::rtmp::message::Command, sid: u32) -> Vec<u8> {
+    let mut body = BytesMut::new();
+    cmd.encode(&mut body);
+    let mut v = vec![0x03, 0, 0, 0];
+    v.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    v.push(20);
+    v.extend_from_slice(&sid.to_le_bytes());
+    v.extend_from_slice(&body);
+    v
+}
+
+#[test]
+fn create_stream_publish_and_play_before_connect_are_refused() {
+    use ringcast::rtmp::amf0::Value;
+    use ringcast::rtmp::message::Command;
+    let mut bytes = handshake_prefix();
+    let cmds = [
+        (Command::new("createStream", 2.0, Value::Null, vec![]), 0),
+        (
+            Command::new("publish", 0.0, Value::Null, vec![Value::from("cam")]),
+            1,
+        ),
+        (
+            Command::new("play", 0.0, Value::Null, vec![Value::from("cam")]),
+            1,
+        ),
+    ];
+    for (c, sid) in &cmds {
+        bytes.extend_from_slice(&command_chunk(c, *sid));
+    }
+    let mut s = Server::new(ServerConfig::default(), 1, 0);
+    let mut buf = BytesMut::from(&bytes[..]);
+    s.handle_input(&mut buf, 0).expect("the connection goes on");
+    let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert!(
+        !events.iter().any(|e| matches!(
+            e,
+            Event::PublishRequested { .. } | Event::PlayRequested { .. }
+        )),
+        "{events:?}"
+    );
+    let dropped = events
+        .iter()
+        .filter(|e| matches!(e, Event::Dropped { .. }))
+        .count();
+    assert_eq!(dropped, 3, "{events:?}");
+    // Each is answered with an error: _error for createStream, onStatus for the others.
+    let out = s.take_output();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("_error"), "{text}");
+    assert!(text.contains("NetStream.Publish.Rejected"), "{text}");
+    assert!(text.contains("NetStream.Play.Failed"), "{text}");
+}
