@@ -523,6 +523,37 @@ fn after_status(p: &Peer, code: &str) -> Option<usize> {
         .rposition(|(_, e)| matches!(e, Event::Status { code: c, .. } if c == code))
 }
 
+/// Sends `cmd false`: after the answer to a ping sent behind it (the server handles the two
+/// in order), nothing of `off` arrives for 1.2 s while `on` goes on. Then `cmd true`, and
+/// waits until the first message of `off` arrives again.
+fn toggle_track(p: &mut Peer, cmd: &str, off: MediaKind, on: MediaKind) {
+    p.client.call(cmd, vec![Value::Boolean(false)]);
+    p.client.ping(1);
+    let pongs = |p: &Peer| {
+        p.events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::Pong { .. }))
+            .count()
+    };
+    let before = pongs(p);
+    until("the ping's answer", &mut [p], |p| pongs(p[0]) > before);
+    let from = p.events.len();
+    pump_for(Duration::from_millis(1200), &mut [p]);
+    let quiet = p.media_since(from);
+    assert!(
+        quiet.iter().all(|m| m.kind != off),
+        "{off:?} after {cmd} false"
+    );
+    assert!(quiet.iter().any(|m| m.kind == on), "{on:?} goes on");
+    p.client.call(cmd, vec![Value::Boolean(true)]);
+    let from = p.events.len();
+    until(&format!("{off:?} again"), &mut [p], |p| {
+        p[0].media_since(from)
+            .iter()
+            .any(|m| m.kind == off && !is_video_header(m))
+    });
+}
+
 #[test]
 fn pause_and_receive_commands_are_carried_out() {
     let rc = Ringcast::start(&["--cores", "2"]);
@@ -590,56 +621,18 @@ fn pause_and_receive_commands_are_carried_out() {
     });
 
     // receiveVideo false: audio only; true: video again from a keyframe.
-    p.client.call("receiveVideo", vec![Value::Boolean(false)]);
-    pump_for(Duration::from_millis(500), &mut [&mut p]);
-    let from = p.events.len();
-    pump_for(Duration::from_millis(1200), &mut [&mut p]);
-    let quiet = p.media_since(from);
-    assert!(
-        quiet.iter().all(|m| m.kind != MediaKind::Video),
-        "video after receiveVideo false"
-    );
-    assert!(
-        quiet.iter().any(|m| m.kind == MediaKind::Audio),
-        "audio goes on"
-    );
-    p.client.call("receiveVideo", vec![Value::Boolean(true)]);
-    let from = p.events.len();
-    until("video again", &mut [&mut p], |p| {
-        p[0].media_since(from)
-            .iter()
-            .any(|m| m.kind == MediaKind::Video && !is_video_header(m))
-    });
+    toggle_track(&mut p, "receiveVideo", MediaKind::Video, MediaKind::Audio);
     let first = p
-        .media_since(from)
+        .media()
         .into_iter()
+        .rev()
         .find(|m| m.kind == MediaKind::Video && !is_video_header(m));
     assert!(
         first.as_ref().is_some_and(is_keyframe),
         "video resumes at a keyframe"
     );
-
     // receiveAudio false: video only; true: audio again.
-    p.client.call("receiveAudio", vec![Value::Boolean(false)]);
-    pump_for(Duration::from_millis(500), &mut [&mut p]);
-    let from = p.events.len();
-    pump_for(Duration::from_millis(1200), &mut [&mut p]);
-    let quiet = p.media_since(from);
-    assert!(
-        quiet.iter().all(|m| m.kind != MediaKind::Audio),
-        "audio after receiveAudio false"
-    );
-    assert!(
-        quiet.iter().any(|m| m.kind == MediaKind::Video),
-        "video goes on"
-    );
-    p.client.call("receiveAudio", vec![Value::Boolean(true)]);
-    let from = p.events.len();
-    until("audio again", &mut [&mut p], |p| {
-        p[0].media_since(from)
-            .iter()
-            .any(|m| m.kind == MediaKind::Audio)
-    });
+    toggle_track(&mut p, "receiveAudio", MediaKind::Audio, MediaKind::Video);
     assert_eq!(rc.terminate().code(), Some(0));
 }
 

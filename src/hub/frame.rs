@@ -79,29 +79,21 @@ impl Frame {
     /// `@clearDataFrame` (its AMF0 body, which players get in place): the cached metadata is
     /// forgotten.
     pub fn clear_metadata(timestamp: u32, body: Bytes, chunk_size: u32) -> Arc<Frame> {
-        let rtmp = encode(
-            csid::DATA,
-            type_id::DATA,
-            timestamp,
-            &body,
-            chunk_size,
-            PLAYER_STREAM_ID,
-        );
-        Arc::new(Frame {
-            kind: MediaKind::Data,
-            timestamp,
-            payload: body,
-            rtmp,
-            keyframe: false,
-            sequence_header: false,
-            metadata: false,
-            clears_metadata: true,
-            track: 0,
-        })
+        Frame::data(timestamp, body, chunk_size, false, true)
     }
 
     /// The stream's metadata (an `"onMetaData", {...}` AMF0 body).
     pub fn metadata(timestamp: u32, body: Bytes, chunk_size: u32) -> Arc<Frame> {
+        Frame::data(timestamp, body, chunk_size, true, false)
+    }
+
+    fn data(
+        timestamp: u32,
+        body: Bytes,
+        chunk_size: u32,
+        metadata: bool,
+        clears_metadata: bool,
+    ) -> Arc<Frame> {
         let rtmp = encode(
             csid::DATA,
             type_id::DATA,
@@ -117,8 +109,8 @@ impl Frame {
             rtmp,
             keyframe: false,
             sequence_header: false,
-            metadata: true,
-            clears_metadata: false,
+            metadata,
+            clears_metadata,
             track: 0,
         })
     }

@@ -268,13 +268,7 @@ impl Client {
     pub fn restart(&mut self, intent: Intent, new_stream: bool) {
         self.config.intent = intent;
         if new_stream {
-            self.phase = Phase::CreatingStream;
-            if let Intent::Publish(name) = &self.config.intent {
-                let name = Value::from(name.as_str());
-                self.command(csid::COMMAND, 0, "releaseStream", 2.0, vec![name.clone()]);
-                self.command(csid::COMMAND, 0, "FCPublish", 3.0, vec![name]);
-            }
-            self.command(csid::COMMAND, 0, "createStream", TXN_CREATE_STREAM, vec![]);
+            self.create_stream();
         } else {
             self.start_stream();
         }
@@ -303,6 +297,17 @@ impl Client {
     fn command(&mut self, csid: u32, sid: u32, name: &str, txn: f64, args: Vec<Value>) {
         self.conn
             .send_command(csid, sid, Command::new(name, txn, Value::Null, args));
+    }
+
+    /// `releaseStream` and `FCPublish` (publishers), then `createStream`.
+    fn create_stream(&mut self) {
+        self.phase = Phase::CreatingStream;
+        if let Intent::Publish(name) = &self.config.intent {
+            let name = Value::from(name.as_str());
+            self.command(csid::COMMAND, 0, "releaseStream", 2.0, vec![name.clone()]);
+            self.command(csid::COMMAND, 0, "FCPublish", 3.0, vec![name]);
+        }
+        self.command(csid::COMMAND, 0, "createStream", TXN_CREATE_STREAM, vec![]);
     }
 
     /// `publish` or `play` on our message stream.
@@ -434,13 +439,7 @@ impl Client {
         match (cmd.name.as_str(), self.phase) {
             ("_result", Phase::Connecting) if cmd.transaction_id == TXN_CONNECT => {
                 self.events.push_back(Event::Connected);
-                self.phase = Phase::CreatingStream;
-                if let Intent::Publish(name) = &self.config.intent {
-                    let name = Value::from(name.as_str());
-                    self.command(csid::COMMAND, 0, "releaseStream", 2.0, vec![name.clone()]);
-                    self.command(csid::COMMAND, 0, "FCPublish", 3.0, vec![name]);
-                }
-                self.command(csid::COMMAND, 0, "createStream", TXN_CREATE_STREAM, vec![]);
+                self.create_stream();
             }
             ("_result", Phase::CreatingStream) if cmd.transaction_id == TXN_CREATE_STREAM => {
                 self.stream_id = cmd.arg(0).and_then(Value::as_f64).unwrap_or(1.0) as u32;
