@@ -6,11 +6,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{Peer, Proc, Ringcast, config_file, pump_for, run, tmp, until};
+use common::{Peer, Proc, Ringcast, config_file, ffmpeg_publish, pump_for, run, tmp, until};
 use ringcast::flv::{self, Item, TagType};
 use ringcast::rtmp::amf0::Value;
 use ringcast::rtmp::session::client::{Event, Intent};
@@ -18,33 +18,45 @@ use ringcast::rtmp::session::{Media, MediaKind};
 
 /// ffmpeg publishing `seconds` of H.264 (1 s GOP) + AAC in real time.
 fn publish_av(url: &str, seconds: u32) -> Proc {
-    Proc(
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
-            .args(["-f", "lavfi", "-i", "testsrc=size=160x120:rate=25"])
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-            .args(["-t", &seconds.to_string()])
-            .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
-            .args(["-c:a", "aac", "-f", "flv", url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ffmpeg installed (scripts/test installs it)"),
+    ffmpeg_publish(
+        url,
+        seconds,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=160x120:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+        ],
     )
 }
 
 /// ffmpeg publishing `seconds` of 32 kbit/s audio-only AAC in real time.
 fn publish_audio_only(url: &str, seconds: u32) -> Proc {
-    Proc(
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-            .args(["-t", &seconds.to_string()])
-            .args(["-c:a", "aac", "-b:a", "32k", "-f", "flv", url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ffmpeg installed (scripts/test installs it)"),
+    ffmpeg_publish(
+        url,
+        seconds,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "32k",
+        ],
     )
 }
 
@@ -524,9 +536,9 @@ fn after_status(p: &Peer, code: &str) -> Option<usize> {
 }
 
 /// Sends `cmd false`: after the answer to a ping sent behind it (the server handles the two
-/// in order), nothing of `off` arrives for 1.2 s while `on` goes on. Then `cmd true`, and
-/// waits until the first message of `off` arrives again.
-fn toggle_track(p: &mut Peer, cmd: &str, off: MediaKind, on: MediaKind) {
+/// in order), nothing of `off` arrives for 1.2 s while `on` goes on. Then `cmd true`; returns
+/// the first message of `off` (not a sequence header) that arrives again.
+fn toggle_track(p: &mut Peer, cmd: &str, off: MediaKind, on: MediaKind) -> Media {
     p.client.call(cmd, vec![Value::Boolean(false)]);
     p.client.ping(1);
     let pongs = |p: &Peer| {
@@ -547,11 +559,11 @@ fn toggle_track(p: &mut Peer, cmd: &str, off: MediaKind, on: MediaKind) {
     assert!(quiet.iter().any(|m| m.kind == on), "{on:?} goes on");
     p.client.call(cmd, vec![Value::Boolean(true)]);
     let from = p.events.len();
+    let again = |m: &Media| m.kind == off && !is_video_header(m);
     until(&format!("{off:?} again"), &mut [p], |p| {
-        p[0].media_since(from)
-            .iter()
-            .any(|m| m.kind == off && !is_video_header(m))
+        p[0].media_since(from).iter().any(again)
     });
+    p.media_since(from).into_iter().find(again).expect("found")
 }
 
 #[test]
@@ -621,16 +633,8 @@ fn pause_and_receive_commands_are_carried_out() {
     });
 
     // receiveVideo false: audio only; true: video again from a keyframe.
-    toggle_track(&mut p, "receiveVideo", MediaKind::Video, MediaKind::Audio);
-    let first = p
-        .media()
-        .into_iter()
-        .rev()
-        .find(|m| m.kind == MediaKind::Video && !is_video_header(m));
-    assert!(
-        first.as_ref().is_some_and(is_keyframe),
-        "video resumes at a keyframe"
-    );
+    let first = toggle_track(&mut p, "receiveVideo", MediaKind::Video, MediaKind::Audio);
+    assert!(is_keyframe(&first), "video resumes at a keyframe");
     // receiveAudio false: video only; true: audio again.
     toggle_track(&mut p, "receiveAudio", MediaKind::Audio, MediaKind::Video);
     assert_eq!(rc.terminate().code(), Some(0));

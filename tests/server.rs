@@ -10,32 +10,34 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use common::{Proc, Ringcast, run, tmp};
+use common::{Proc, Ringcast, ffmpeg_publish, run, tmp};
 use ringcast::flv::{self, Item, TagType};
 
 /// ffmpeg publishing `seconds` of a generated H.264 (B-frames) + AAC stream in real time.
 fn publish(url: &str, seconds: u32) -> Proc {
-    Proc(
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
-            .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-            .args(["-t", &seconds.to_string()])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-bf",
-                "2",
-                "-g",
-                "25",
-            ])
-            .args(["-c:a", "aac", "-f", "flv", url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ffmpeg installed (scripts/test installs it)"),
+    ffmpeg_publish(
+        url,
+        seconds,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-bf",
+            "2",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+        ],
     )
 }
 

@@ -308,3 +308,18 @@ pub fn pump_for(d: Duration, peers: &mut [&mut Peer]) {
         }
     }
 }
+
+/// ffmpeg publishing `seconds` to `url` in real time (`-re`), as FLV, from the lavfi inputs
+/// and codec options in `args` (e.g. `-f lavfi -i sine=… -c:a aac`).
+pub fn ffmpeg_publish(url: &str, seconds: u32, args: &[&str]) -> Proc {
+    Proc(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
+            .args(args)
+            .args(["-t", &seconds.to_string(), "-f", "flv", url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg installed (scripts/test installs it)"),
+    )
+}
