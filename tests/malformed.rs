@@ -201,3 +201,42 @@ fn create_stream_publish_and_play_before_connect_are_refused() {
     assert!(text.contains("NetStream.Publish.Rejected"), "{text}");
     assert!(text.contains("NetStream.Play.Failed"), "{text}");
 }
+
+#[test]
+fn a_connection_gets_at_most_max_streams_message_streams() {
+    use ringcast::rtmp::amf0::Value;
+    use ringcast::rtmp::message::Command;
+    use ringcast::rtmp::session::server::MAX_STREAMS;
+    let mut bytes = handshake_prefix();
+    let connect = Command::new(
+        "connect",
+        1.0,
+        Value::object([("app", Value::from("live"))]),
+        vec![],
+    );
+    bytes.extend_from_slice(&command_chunk(&connect, 0));
+    // 1,000 createStream calls, then a publish on a made-up stream id.
+    for i in 0..1000 {
+        let c = Command::new("createStream", 2.0 + f64::from(i), Value::Null, vec![]);
+        bytes.extend_from_slice(&command_chunk(&c, 0));
+    }
+    let publish = Command::new("publish", 0.0, Value::Null, vec![Value::from("cam")]);
+    bytes.extend_from_slice(&command_chunk(&publish, 5000));
+    let mut s = Server::new(ServerConfig::default(), 1, 0);
+    let mut buf = BytesMut::from(&bytes[..]);
+    s.handle_input(&mut buf, 0).expect("the connection goes on");
+    let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+    let refused = events
+        .iter()
+        .filter(|e| matches!(e, Event::Dropped { .. }))
+        .count();
+    assert_eq!(refused, 1000 - MAX_STREAMS, "createStream past the cap");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::PublishRequested { .. })),
+        "a publish on a new stream id past the cap"
+    );
+    let out = s.take_output();
+    assert!(String::from_utf8_lossy(&out).contains("Too many streams."));
+}

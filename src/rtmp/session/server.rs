@@ -17,6 +17,11 @@ use crate::rtmp::chunk::{ReaderConfig, csid};
 use crate::rtmp::handshake::{self, Progress};
 use crate::rtmp::message::{self, Command, Message, UserControl, type_id};
 
+/// Message streams one connection may have at once (`createStream`, or commands on stream
+/// ids it never created). A client needs one or two; past the cap `createStream` gets
+/// `_error` and publish/play on a new id are refused, so a flood costs only its sender.
+pub const MAX_STREAMS: usize = 16;
+
 /// Server session settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -493,10 +498,12 @@ impl Server {
     }
 
     /// The stream a command or media message refers to, created on first use: some clients
-    /// publish or play on stream ids they never created.
-    fn stream_entry(&mut self, id: u32) -> &mut NetStream {
+    /// publish or play on stream ids they never created. `None` when the connection already
+    /// has [`MAX_STREAMS`] streams.
+    fn stream_entry(&mut self, id: u32) -> Option<&mut NetStream> {
         let idx = match self.streams.iter().position(|s| s.id == id) {
             Some(i) => i,
+            None if self.streams.len() >= MAX_STREAMS => return None,
             None => {
                 self.streams.push(NetStream {
                     id,
@@ -506,7 +513,7 @@ impl Server {
                 self.streams.len() - 1
             }
         };
-        &mut self.streams[idx]
+        Some(&mut self.streams[idx])
     }
 
     fn handle_message(&mut self, msg: crate::rtmp::chunk::Message, now: u64) -> Result<(), Error> {
@@ -655,6 +662,11 @@ impl Server {
                 self.drop_message(type_id::COMMAND, "a second connect".to_owned());
             }
             "connect" => self.on_connect(cmd),
+            "createStream" if self.streams.len() >= MAX_STREAMS => {
+                let info = status_object("error", status::CALL_FAILED, "Too many streams.");
+                self.reply(txn, "_error", Value::Null, vec![info]);
+                self.drop_message(type_id::COMMAND, "createStream past the stream cap".into());
+            }
             "createStream" => {
                 let id = self.next_stream_id;
                 self.next_stream_id = self.next_stream_id.saturating_add(1);
@@ -840,7 +852,10 @@ impl Server {
         let (name, query) = split_query(raw);
         let query = query.or_else(|| self.app_query.clone());
         let app = self.app.clone();
-        let s = self.stream_entry(sid);
+        let Some(s) = self.stream_entry(sid) else {
+            self.send_status(sid, "error", status::PUBLISH_REJECTED, "Too many streams.");
+            return;
+        };
         s.state = StreamState::PublishPending(name.clone());
         self.events.push_back(Event::PublishRequested {
             stream_id: sid,
@@ -873,7 +888,10 @@ impl Server {
         let (name, query) = split_query(&raw);
         let query = query.or_else(|| self.app_query.clone());
         let app = self.app.clone();
-        let s = self.stream_entry(sid);
+        let Some(s) = self.stream_entry(sid) else {
+            self.send_status(sid, "error", status::PLAY_FAILED, "Too many streams.");
+            return;
+        };
         s.state = StreamState::PlayPending { reset };
         self.events.push_back(Event::PlayRequested {
             stream_id: sid,
