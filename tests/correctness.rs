@@ -10,7 +10,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{Peer, Proc, Ringcast, config_file, ffmpeg_publish, pump_for, run, tmp, until};
+use common::{
+    Peer, Proc, Ringcast, config_file, ffmpeg_publish, ffmpeg_record, pump_for, run, tmp, until,
+};
 use ringcast::flv::{self, Item, TagType};
 use ringcast::rtmp::amf0::Value;
 use ringcast::rtmp::session::client::{Event, Intent};
@@ -142,6 +144,19 @@ fn assert_fresh_start(p: &Peer, from: usize, what: &str) {
     );
 }
 
+/// Pumps `p` until, from event `from` on, it is playing again and has had two keyframes.
+fn until_played_again(p: &mut Peer, from: usize, what: &str) {
+    until(what, &mut [p], |p| {
+        p[0].has_since(from, playing)
+            && p[0]
+                .media_since(from)
+                .iter()
+                .filter(|m| is_keyframe(m))
+                .count()
+                >= 2
+    });
+}
+
 #[test]
 fn play_again_on_one_connection_is_a_fresh_start_on_any_core() {
     let rc = Ringcast::start(&["--cores", "2"]);
@@ -159,15 +174,7 @@ fn play_again_on_one_connection_is_a_fresh_start_on_any_core() {
         p.client.restart(Intent::Play("cam".into()), true);
         let from = p.events.len();
         let foreign = p.client.foreign_messages();
-        until("the second play", &mut [&mut p], |p| {
-            p[0].has_since(from, playing)
-                && p[0]
-                    .media_since(from)
-                    .iter()
-                    .filter(|m| is_keyframe(m))
-                    .count()
-                    >= 2
-        });
+        until_played_again(&mut p, from, "the second play");
         assert_fresh_start(&p, from, &format!("round {round}, after deleteStream"));
         assert_eq!(
             p.client.foreign_messages(),
@@ -178,15 +185,7 @@ fn play_again_on_one_connection_is_a_fresh_start_on_any_core() {
         p.client.call("closeStream", vec![]);
         p.client.restart(Intent::Play("cam".into()), false);
         let from = p.events.len();
-        until("the third play", &mut [&mut p], |p| {
-            p[0].has_since(from, playing)
-                && p[0]
-                    .media_since(from)
-                    .iter()
-                    .filter(|m| is_keyframe(m))
-                    .count()
-                    >= 2
-        });
+        until_played_again(&mut p, from, "the third play");
         assert_fresh_start(&p, from, &format!("round {round}, after closeStream"));
     }
     assert_eq!(rc.terminate().code(), Some(0));
@@ -377,22 +376,7 @@ fn quiet_players_of_an_audio_only_stream_stay_past_every_timeout() {
         }
     });
     let f2 = tmp("quiet-ffmpeg.flv");
-    let (ok, out) = run(
-        Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-loglevel",
-                "error",
-                "-y",
-                "-i",
-                &url,
-                "-t",
-                "6",
-            ])
-            .args(["-c", "copy", "-f", "flv"])
-            .arg(&f2),
-        Duration::from_secs(20),
-    );
+    let (ok, out) = ffmpeg_record(&url, 6, &f2);
     assert!(ok, "ffmpeg play: {out}");
     let _ = rtmpdump.join();
     assert_continuous(
@@ -430,6 +414,14 @@ fn a_silent_peer_is_closed_by_the_ping_timeout() {
     assert!(started.elapsed() >= Duration::from_millis(900));
     assert_eq!(rc.terminate().code(), Some(0));
     let _ = std::fs::remove_file(conf);
+}
+
+/// Pumps `publisher` and `player` until the player has received a message with the body of
+/// `m`.
+fn until_received(publisher: &mut Peer, player: &mut Peer, what: &str, m: &Media) {
+    until(what, &mut [publisher, player], |p| {
+        p[1].media().iter().any(|g| g.payload == m.payload)
+    });
 }
 
 #[test]
@@ -470,15 +462,8 @@ fn an_audio_only_stream_starts_at_once_everywhere() {
             publisher.client.send_media(&audio(1, i));
         }
         for (n, p) in players.iter_mut().enumerate() {
-            until(
-                &format!("player {n}'s audio (gop_cache {gop_cache})"),
-                &mut [&mut publisher, p],
-                |p| {
-                    p[1].media()
-                        .iter()
-                        .any(|m| m.payload[..] == audio(1, 29).payload[..])
-                },
-            );
+            let what = format!("player {n}'s audio (gop_cache {gop_cache})");
+            until_received(&mut publisher, p, &what, &audio(1, 29));
             let media = p.media();
             assert!(
                 is_audio_header(&media[0]),
@@ -499,15 +484,8 @@ fn an_audio_only_stream_starts_at_once_everywhere() {
             publisher.client.send_media(&audio(2, i));
         }
         for (n, p) in players.iter_mut().enumerate() {
-            until(
-                &format!("player {n}'s new audio (gop_cache {gop_cache})"),
-                &mut [&mut publisher, p],
-                |p| {
-                    p[1].media()
-                        .iter()
-                        .any(|m| m.payload[..] == audio(2, 9).payload[..])
-                },
-            );
+            let what = format!("player {n}'s new audio (gop_cache {gop_cache})");
+            until_received(&mut publisher, p, &what, &audio(2, 9));
             let media = p.media();
             let at = media
                 .iter()

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use common::{Proc, Ringcast, ffmpeg_publish, run, tmp};
+use common::{Proc, Ringcast, ffmpeg_publish, ffmpeg_record, run, tmp};
 use ringcast::flv::{self, Item, TagType};
 
 /// ffmpeg publishing `seconds` of a generated H.264 (B-frames) + AAC stream in real time.
@@ -110,22 +110,7 @@ fn interop(args: &[&str], tag: &str) {
     );
 
     let f1 = tmp(&format!("{tag}-ffmpeg.flv"));
-    let (ok, out) = run(
-        Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-loglevel",
-                "error",
-                "-y",
-                "-i",
-                &url,
-                "-t",
-                "2",
-            ])
-            .args(["-c", "copy", "-f", "flv"])
-            .arg(&f1),
-        Duration::from_secs(20),
-    );
+    let (ok, out) = ffmpeg_record(&url, 2, &f1);
     assert!(ok, "ffmpeg play: {out}");
     check_flv(&f1);
 

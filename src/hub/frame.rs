@@ -35,25 +35,27 @@ pub struct Frame {
     pub metadata: bool,
     /// `@clearDataFrame`: the stream's metadata is cleared from here on.
     pub clears_metadata: bool,
-    /// The Enhanced RTMP track of a Multitrack tag (0 otherwise): each track has its own
-    /// sequence header.
+    /// The Enhanced RTMP track of a Multitrack sequence header (0 for every other frame):
+    /// each track has its own decoder configuration.
     pub track: u8,
 }
 
 impl Frame {
     /// A media or data frame, encoded once with `chunk_size`.
     pub fn media(kind: MediaKind, timestamp: u32, payload: Bytes, chunk_size: u32) -> Arc<Frame> {
-        let track = match kind {
-            MediaKind::Data => 0,
-            k => flv::track_id(&payload, k == MediaKind::Video),
-        };
+        // One look at the tag's first bytes; the track matters only for sequence headers
+        // (the cache keeps one per track), so ordinary frames never read it.
         let (keyframe, sequence_header) = match kind {
-            MediaKind::Video => (
-                flv::is_video_keyframe(&payload),
-                flv::is_video_sequence_header(&payload),
-            ),
+            MediaKind::Video => flv::video_info(&payload).map_or((false, false), |v| {
+                (v.is_coded_keyframe(), v.is_sequence_header())
+            }),
             MediaKind::Audio => (false, flv::is_audio_sequence_header(&payload)),
             MediaKind::Data => (false, false),
+        };
+        let track = if sequence_header {
+            flv::track_id(&payload, kind == MediaKind::Video)
+        } else {
+            0
         };
         let rtmp = encode(
             kind.csid(),

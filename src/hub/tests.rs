@@ -478,27 +478,42 @@ fn settle(hubs: &mut [&mut Hub], rxs: &mut [mpsc::Receiver<CoreMsg>], now: Insta
     }
 }
 
-#[test]
-fn control_messages_between_cores_survive_a_full_inbox() {
-    let now = Instant::now();
-    // Core 1's inbox holds two messages.
+/// The hubs of two cores, their inboxes (core 1's holds `cap1` messages) and core 1's
+/// sender, for a test to fill its inbox.
+fn two_cores(
+    cap1: usize,
+) -> (
+    Hub,
+    Hub,
+    Vec<mpsc::Receiver<CoreMsg>>,
+    mpsc::Sender<CoreMsg>,
+) {
     let (tx0, rx0) = mpsc::channel(64);
-    let (tx1, rx1) = mpsc::channel(2);
+    let (tx1, rx1) = mpsc::channel(cap1);
     let peers = vec![tx0, tx1.clone()];
-    let mut a = hub(0, peers.clone());
-    let mut b = hub(1, peers);
-    let mut rxs = vec![rx0, rx1];
-    // A player on core 1 of a stream core 0 will publish.
-    let player = outbox();
-    assert!(!b.play("live/x", player.clone(), now));
-    // Fill core 1's inbox with junk frames it will ignore.
-    while tx1
+    (hub(0, peers.clone()), hub(1, peers), vec![rx0, rx1], tx1)
+}
+
+/// Fills an inbox with frames of a stream nobody has, which its core will ignore.
+fn fill_with_junk(tx: &mpsc::Sender<CoreMsg>) {
+    while tx
         .try_send(CoreMsg::Frames {
             key: "none".into(),
             frames: vec![],
         })
         .is_ok()
     {}
+}
+
+#[test]
+fn control_messages_between_cores_survive_a_full_inbox() {
+    let now = Instant::now();
+    // Core 1's inbox holds two messages.
+    let (mut a, mut b, mut rxs, tx1) = two_cores(2);
+    // A player on core 1 of a stream core 0 will publish.
+    let player = outbox();
+    assert!(!b.play("live/x", player.clone(), now));
+    fill_with_junk(&tx1);
     // Announce, then Withdraw (the publisher left at once): both wait for room.
     let id = publish_with_gop(&mut a, "live/x", now);
     a.unpublish("live/x", id);
@@ -518,13 +533,7 @@ fn control_messages_between_cores_survive_a_full_inbox() {
     let id = publish_with_gop(&mut a, "live/y", now);
     settle(&mut [&mut a, &mut b], &mut rxs, now);
     let p = outbox();
-    while tx1
-        .try_send(CoreMsg::Frames {
-            key: "none".into(),
-            frames: vec![],
-        })
-        .is_ok()
-    {}
+    fill_with_junk(&tx1);
     assert!(!b.play("live/y", p.clone(), now));
     settle(&mut [&mut a, &mut b], &mut rxs, now);
     assert_eq!(
@@ -553,12 +562,7 @@ fn control_messages_between_cores_survive_a_full_inbox() {
 #[test]
 fn frames_to_a_stuck_core_are_dropped_to_the_next_keyframe_and_counted() {
     let now = Instant::now();
-    let (tx0, rx0) = mpsc::channel(64);
-    let (tx1, rx1) = mpsc::channel(4);
-    let peers = vec![tx0, tx1];
-    let mut a = hub(0, peers.clone());
-    let mut b = hub(1, peers);
-    let mut rxs = vec![rx0, rx1];
+    let (mut a, mut b, mut rxs, _) = two_cores(4);
     let id = publish_with_gop(&mut a, "live/x", now);
     settle(&mut [&mut a, &mut b], &mut rxs, now);
     let p = outbox();
@@ -587,12 +591,7 @@ fn frames_to_a_stuck_core_are_dropped_to_the_next_keyframe_and_counted() {
 #[test]
 fn a_snapshot_for_an_earlier_subscription_is_ignored() {
     let now = Instant::now();
-    let (tx0, rx0) = mpsc::channel(64);
-    let (tx1, rx1) = mpsc::channel(64);
-    let peers = vec![tx0, tx1];
-    let mut a = hub(0, peers.clone());
-    let mut b = hub(1, peers);
-    let mut rxs = vec![rx0, rx1];
+    let (mut a, mut b, mut rxs, _) = two_cores(64);
     let id = publish_with_gop(&mut a, "live/x", now);
     settle(&mut [&mut a, &mut b], &mut rxs, now);
     // Play, leave, play again before core 0 answers anything.

@@ -323,3 +323,15 @@ pub fn ffmpeg_publish(url: &str, seconds: u32, args: &[&str]) -> Proc {
             .expect("ffmpeg installed (scripts/test installs it)"),
     )
 }
+
+/// `ffmpeg -i URL -t SECONDS -c copy -f flv OUT`: records `seconds` of a play (bounded at
+/// 20 s); (succeeded, output).
+pub fn ffmpeg_record(url: &str, seconds: u32, out: &std::path::Path) -> (bool, String) {
+    run(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-loglevel", "error", "-y", "-i", url])
+            .args(["-t", &seconds.to_string(), "-c", "copy", "-f", "flv"])
+            .arg(out),
+        Duration::from_secs(20),
+    )
+}

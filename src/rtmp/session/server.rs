@@ -367,7 +367,8 @@ impl Server {
     }
 
     /// Accepts the play requested on `stream_id`: StreamBegin, `NetStream.Play.Reset` (when
-    /// the play asked for a reset, as it does by default), `NetStream.Play.Start`, `|RtmpSampleAccess` and `NetStream.Data.Start`. Send the
+    /// the play asked for a reset, as it does by default), `NetStream.Play.Start`,
+    /// `|RtmpSampleAccess` and `NetStream.Data.Start`. Send the
     /// metadata, sequence headers and media after this.
     pub fn accept_play(&mut self, stream_id: u32) {
         let Some(s) = self.stream_mut(stream_id) else {
