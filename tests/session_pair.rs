@@ -532,3 +532,179 @@ fn closing_reports_the_streams_that_were_active() {
         ]
     );
 }
+
+/// Raw chunk bytes of `msgs` (type id, stream id, timestamp, payload) on chunk stream 4,
+/// after a Set Chunk Size of 128 (whatever the client set before).
+fn raw_messages(msgs: &[(u8, u32, u32, Bytes)]) -> BytesMut {
+    use ringcast::rtmp::chunk::{Message as ChunkMessage, Writer};
+    let mut w = Writer::default();
+    let mut out = BytesMut::new();
+    let set = Message::SetChunkSize(128).into_chunk(2, 0, 0);
+    w.write(&set, &mut out);
+    for (type_id, stream_id, timestamp, payload) in msgs {
+        w.write(
+            &ChunkMessage {
+                csid: 4,
+                timestamp: *timestamp,
+                type_id: *type_id,
+                stream_id: *stream_id,
+                payload: payload.clone(),
+            },
+            &mut out,
+        );
+    }
+    out
+}
+
+/// Acknowledgements among what the server sent.
+fn acks(wire: &[u8]) -> usize {
+    server_messages(wire)
+        .iter()
+        .filter(|m| matches!(m, Message::Acknowledgement(_)))
+        .count()
+}
+
+#[test]
+fn a_tiny_window_ack_size_is_raised_to_the_minimum() {
+    use ringcast::rtmp::session::MIN_ACK_WINDOW;
+    let mut p = Link::new(Intent::Play("s".into()), usize::MAX, false);
+    p.pump();
+    let before = acks(&p.server_wire);
+    // Window 1, then 2,000 four-byte messages (~16 bytes each on the wire, 32 KB in all),
+    // fed 100 bytes at a time: one acknowledgement per message if the window were honoured.
+    let window = (5u8, 0, 0, Bytes::copy_from_slice(&1u32.to_be_bytes()));
+    let tiny = (3u8, 0, 0, Bytes::from_static(&[0, 0, 0, 1]));
+    let mut msgs = vec![window];
+    msgs.extend(std::iter::repeat_n(tiny, 2000));
+    let mut wire = raw_messages(&msgs);
+    let total = wire.len();
+    while !wire.is_empty() {
+        let n = wire.len().min(100);
+        p.to_server.extend_from_slice(&wire.split_to(n));
+        p.server
+            .handle_input(&mut p.to_server, 1)
+            .expect("accepted");
+    }
+    p.server_wire.extend_from_slice(&p.server.take_output());
+    let sent = acks(&p.server_wire) - before;
+    let most = total / MIN_ACK_WINDOW as usize + 1;
+    assert!(
+        (1..=most).contains(&sent),
+        "{sent} acknowledgements for {total} bytes (at most {most})"
+    );
+}
+
+#[test]
+fn a_message_flood_fails_the_session() {
+    let cfg = ServerConfig {
+        max_message_rate: 100,
+        ..ServerConfig::default()
+    };
+    let tiny = (3u8, 0, 0, Bytes::from_static(&[0, 0, 0, 1]));
+    // 100/s over a 5 s window: 500 messages at once pass, every window afresh.
+    let mut p = Link::new(Intent::Play("s".into()), usize::MAX, false);
+    p.server = Server::new(cfg.clone(), 1, 0);
+    p.pump();
+    let now = p.now;
+    for window in 1..=3u64 {
+        let mut b = raw_messages(&vec![tiny.clone(); 400]);
+        p.server
+            .handle_input(&mut b, now + window * 5_000)
+            .expect("400 messages in a window pass");
+    }
+    let mut b = raw_messages(&vec![tiny.clone(); 200]);
+    let e = p
+        .server
+        .handle_input(&mut b, now + 15_001)
+        .expect_err("600 in one window");
+    assert!(
+        matches!(
+            e,
+            ringcast::rtmp::session::Error::MessageRate { limit: 100, .. }
+        ),
+        "{e}"
+    );
+
+    // The tags of an aggregate count one by one.
+    let mut p = Link::new(Intent::Publish("s".into()), usize::MAX, false);
+    p.server = Server::new(cfg, 1, 0);
+    let sid = p
+        .pump()
+        .iter()
+        .find_map(|e| match e {
+            server::Event::PublishRequested { stream_id, .. } => Some(*stream_id),
+            _ => None,
+        })
+        .expect("publish requested");
+    p.server.accept_publish(sid);
+    p.pump();
+    let agg: Vec<u8> = (0..600u32)
+        .flat_map(|i| flv_tag(8, i, &[0xAF, 1, 0]))
+        .collect();
+    let mut b = raw_messages(&[(22, sid, 0, Bytes::from(agg))]);
+    let r = p.server.handle_input(&mut b, p.now + 1);
+    assert!(
+        matches!(r, Err(ringcast::rtmp::session::Error::MessageRate { .. })),
+        "{r:?}"
+    );
+}
+
+/// One FLV tag with its previous-tag-size field, as aggregates carry them.
+fn flv_tag(type_id: u8, ts: u32, body: &[u8]) -> Vec<u8> {
+    let mut t = vec![type_id];
+    t.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    t.extend_from_slice(&ts.to_be_bytes()[1..]);
+    t.push((ts >> 24) as u8);
+    t.extend_from_slice(&[0, 0, 0]);
+    t.extend_from_slice(body);
+    t.extend_from_slice(&(11 + body.len() as u32).to_be_bytes());
+    t
+}
+
+#[test]
+fn empty_media_and_oversized_aggregates_are_not_passed_on() {
+    use ringcast::rtmp::message::MAX_AGGREGATE_TAGS;
+    let mut p = Link::new(Intent::Publish("s".into()), usize::MAX, false);
+    let sid = p
+        .pump()
+        .iter()
+        .find_map(|e| match e {
+            server::Event::PublishRequested { stream_id, .. } => Some(*stream_id),
+            _ => None,
+        })
+        .expect("publish requested");
+    p.server.accept_publish(sid);
+    p.pump();
+    let events = |p: &mut Link, msgs: &[(u8, u32, u32, Bytes)]| {
+        let mut b = raw_messages(msgs);
+        p.server.handle_input(&mut b, p.now).expect("accepted");
+        std::iter::from_fn(|| p.server.poll_event()).collect::<Vec<_>>()
+    };
+    // Empty audio and video: nothing. A real frame after them: one media event.
+    let ev = events(
+        &mut p,
+        &[
+            (8, sid, 0, Bytes::new()),
+            (9, sid, 0, Bytes::new()),
+            (9, sid, 0, Bytes::from_static(&[0x17, 1, 0, 0, 0, 9])),
+        ],
+    );
+    assert!(
+        matches!(&ev[..], [server::Event::Media { media, .. }] if media.payload.len() == 6),
+        "{ev:?}"
+    );
+    // An aggregate at the cap passes (its empty tags are dropped, its real one passes); one
+    // tag more is dropped whole, with a reason.
+    let mut agg: Vec<u8> = (1..MAX_AGGREGATE_TAGS as u32)
+        .flat_map(|i| flv_tag(9, i, &[]))
+        .collect();
+    agg.extend(flv_tag(8, 5000, &[0xAF, 1, 2]));
+    let ev = events(&mut p, &[(22, sid, 0, Bytes::from(agg.clone()))]);
+    assert_eq!(ev.len(), 1, "{:?}", &ev[..ev.len().min(3)]);
+    agg.extend(flv_tag(8, 5001, &[0xAF, 1, 3]));
+    let ev = events(&mut p, &[(22, sid, 0, Bytes::from(agg))]);
+    assert!(
+        matches!(&ev[..], [server::Event::Dropped { type_id: 22, .. }]),
+        "{ev:?}"
+    );
+}

@@ -24,6 +24,13 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 /// `MAX_DEPTH` is refused with [`Error::TooDeep`].
 pub const MAX_DEPTH: usize = 64;
 
+/// How many values one decode call ([`Value::decode`], [`decode_all`],
+/// [`decode_amf3_command`]) may produce, counting every element of every container. A value
+/// costs tens of bytes of memory for as little as one byte of input (a null in a strict
+/// array), so the count bounds what one message can make the decoder hold. Metadata with a
+/// keyframe index of an hour of video needs a few thousand.
+pub const MAX_VALUES: usize = 16 * 1024;
+
 /// AMF0 type markers (AMF0 spec 2.1).
 mod marker {
     pub(super) const NUMBER: u8 = 0x00;
@@ -118,6 +125,12 @@ pub enum Error {
     #[error("AMF value nested deeper than {max} levels")]
     TooDeep {
         /// The bound that was hit ([`MAX_DEPTH`]).
+        max: usize,
+    },
+    /// One decode call would produce more than [`MAX_VALUES`] values.
+    #[error("AMF input holds more than {max} values")]
+    TooManyValues {
+        /// The bound that was hit ([`MAX_VALUES`]).
         max: usize,
     },
     /// A count on the wire promises more elements than the remaining bytes could hold.
@@ -523,6 +536,8 @@ const MIN_EXPANSION: usize = 1 << 20;
 struct Limits {
     left: usize,
     limit: usize,
+    /// Values that may still be produced ([`MAX_VALUES`] in all).
+    values_left: usize,
 }
 
 impl Limits {
@@ -530,7 +545,20 @@ impl Limits {
         let limit = len
             .saturating_mul(EXPANSION_PER_INPUT_BYTE)
             .max(MIN_EXPANSION);
-        Limits { left: limit, limit }
+        Limits {
+            left: limit,
+            limit,
+            values_left: MAX_VALUES,
+        }
+    }
+
+    /// Counts one more value against [`MAX_VALUES`].
+    fn count_value(&mut self) -> Result<(), Error> {
+        self.values_left = self
+            .values_left
+            .checked_sub(1)
+            .ok_or(Error::TooManyValues { max: MAX_VALUES })?;
+        Ok(())
     }
 
     fn charge(&mut self, bytes: usize) -> Result<(), Error> {
@@ -544,6 +572,10 @@ impl Limits {
 
 fn decode_value(buf: &mut Bytes, limits: &mut Limits, depth: usize) -> Result<Value, Error> {
     let m = read_u8(buf)?;
+    // An AMF3 value is counted as it is materialised.
+    if m != marker::AVMPLUS {
+        limits.count_value()?;
+    }
     match m {
         marker::NUMBER => Ok(Value::Number(read_f64(buf)?)),
         marker::BOOLEAN => Ok(Value::Boolean(read_u8(buf)? != 0)),
@@ -997,6 +1029,7 @@ mod amf3 {
 
     /// Builds the AMF0 value for `item` placed at `depth`, charging every copy.
     fn materialize(item: &Item, depth: usize, limits: &mut Limits) -> Result<Value, Error> {
+        limits.count_value()?;
         let complex = match item {
             Item::Leaf(value) => {
                 limits.charge(leaf_cost(value))?;
@@ -1726,7 +1759,7 @@ mod tests {
         assert!(bomb.len() < 300);
         assert!(matches!(
             Value::decode(&mut Bytes::from(bomb)),
-            Err(Error::ExpansionLimit { .. })
+            Err(Error::ExpansionLimit { .. } | Error::TooManyValues { .. })
         ));
         // A modest amount of sharing is fine.
         let ok = reference_chain(5, 2);
@@ -1744,6 +1777,47 @@ mod tests {
         assert_eq!(
             Value::decode(&mut Bytes::from(wrapped)),
             Err(Error::TooDeep { max: MAX_DEPTH })
+        );
+    }
+
+    #[test]
+    fn one_decode_produces_at_most_max_values() {
+        // A strict array (one value) of n nulls (n values).
+        let array = |n: u32| {
+            let mut b = vec![0x0A];
+            b.extend_from_slice(&n.to_be_bytes());
+            b.resize(5 + n as usize, 0x05);
+            Bytes::from(b)
+        };
+        let fits = (MAX_VALUES - 1) as u32;
+        assert!(Value::decode(&mut array(fits)).is_ok());
+        assert_eq!(
+            Value::decode(&mut array(fits + 1)),
+            Err(Error::TooManyValues { max: MAX_VALUES })
+        );
+        // The count spans every value of a command body, not each value alone.
+        let mut body = BytesMut::new();
+        body.extend_from_slice(&array(fits / 2 + 1));
+        body.extend_from_slice(&array(fits / 2 + 1));
+        assert!(matches!(
+            decode_all(&mut body.freeze()),
+            Err(Error::TooManyValues { .. })
+        ));
+        // AMF3 values count as they are materialised: an AMF3 array of nulls.
+        let n = MAX_VALUES; // with the array itself, one value too many
+        let len = (n << 1) | 1; // a U29: a dense count, not a reference
+        let mut amf3 = vec![
+            0x11,
+            0x09,
+            0x80 | (len >> 14) as u8,
+            0x80 | ((len >> 7) & 0x7F) as u8,
+            (len & 0x7F) as u8,
+            0x01, // no associative part
+        ];
+        amf3.resize(amf3.len() + n, 0x01);
+        assert_eq!(
+            Value::decode(&mut Bytes::from(amf3)),
+            Err(Error::TooManyValues { max: MAX_VALUES })
         );
     }
 

@@ -64,6 +64,9 @@ pub enum Error {
     /// An aggregate message whose FLV tags run past its end.
     #[error("malformed aggregate message at byte {0}")]
     Aggregate(usize),
+    /// An aggregate message with more tags than [`MAX_AGGREGATE_TAGS`].
+    #[error("aggregate message of more than {0} tags")]
+    AggregateTooLong(usize),
 }
 
 /// User control events (RTMP 1.0 §7.1.7; PROTOCOL.md lists them).
@@ -384,15 +387,24 @@ pub struct SubMessage {
     pub payload: Bytes,
 }
 
+/// The most tags one aggregate message may carry. Servers that send aggregates put a few
+/// hundred milliseconds of media in one (tens of tags); a megabyte of empty tags would
+/// otherwise become tens of thousands of messages for every player.
+pub const MAX_AGGREGATE_TAGS: usize = 1024;
+
 /// Splits an aggregate message (type 22) into its tags, without copying their bodies.
 ///
 /// Each tag is an FLV tag (11-byte header, body, 4-byte previous tag size). Tag timestamps are
-/// rebased so the first tag has the aggregate's `timestamp` (as FMS and nginx-rtmp do).
+/// rebased so the first tag has the aggregate's `timestamp` (as FMS and nginx-rtmp do). An
+/// aggregate of more than [`MAX_AGGREGATE_TAGS`] tags is refused.
 pub fn split_aggregate(timestamp: u32, body: &Bytes) -> Result<Vec<SubMessage>, Error> {
     let mut out = Vec::new();
     let mut pos = 0usize;
     let mut first_ts: Option<u32> = None;
     while pos < body.len() {
+        if out.len() == MAX_AGGREGATE_TAGS {
+            return Err(Error::AggregateTooLong(MAX_AGGREGATE_TAGS));
+        }
         let Some(h) = body.get(pos..pos + 11) else {
             return Err(Error::Aggregate(pos));
         };

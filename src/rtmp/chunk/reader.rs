@@ -13,6 +13,25 @@ pub struct ReaderConfig {
     pub max_chunk_streams: usize,
     /// The most bytes all incomplete messages together may declare. Default 32 MiB.
     pub max_pending_bytes: u64,
+    /// The largest command or shared-object message (types 16, 17, 19, 20) accepted.
+    /// Default 64 KiB: a command is decoded whole before its name is known, and each byte of
+    /// AMF may cost tens of bytes of decoded values.
+    pub max_command_len: u32,
+    /// The largest data message (types 15, 18: metadata, cue points) accepted. Default
+    /// 512 KiB, room for a metadata object with a keyframe index.
+    pub max_data_len: u32,
+}
+
+impl ReaderConfig {
+    /// The largest message of `type_id` this configuration accepts.
+    pub fn max_len_for(&self, type_id: u8) -> u32 {
+        let cap = match type_id {
+            16 | 17 | 19 | 20 => self.max_command_len,
+            15 | 18 => self.max_data_len,
+            _ => u32::MAX,
+        };
+        cap.min(self.max_message_len)
+    }
 }
 
 impl Default for ReaderConfig {
@@ -21,6 +40,8 @@ impl Default for ReaderConfig {
             max_message_len: 16 << 20,
             max_chunk_streams: 64,
             max_pending_bytes: 32 << 20,
+            max_command_len: 64 << 10,
+            max_data_len: 512 << 10,
         }
     }
 }
@@ -225,12 +246,9 @@ impl Reader {
             (_, Some(p)) => (p.length, p.type_id, p.stream_id),
             (_, None) => return Err(Error::NoPreviousHeader { fmt, csid }),
         };
-        if length > self.config.max_message_len {
-            return Err(Error::MessageTooLarge {
-                csid,
-                length,
-                max: self.config.max_message_len,
-            });
+        let max = self.config.max_len_for(type_id);
+        if length > max {
+            return Err(Error::MessageTooLarge { csid, length, max });
         }
 
         // RTMP 1.0 §5.3.1.3 Extended Timestamp.

@@ -263,6 +263,7 @@ fn malformed_input_gives_typed_errors() {
         max_message_len: 1000,
         max_chunk_streams: 2,
         max_pending_bytes: 1500,
+        ..ReaderConfig::default()
     };
     let cases: Vec<(&str, Error)> = vec![
         (
@@ -558,4 +559,44 @@ proptest! {
         let mut buf = BytesMut::from(&bytes[..]);
         while let Ok(Some(_)) = r.read(&mut buf) {}
     }
+}
+
+#[test]
+fn commands_and_data_have_their_own_length_caps() {
+    let cfg = ReaderConfig::default();
+    let header = |len: u32, type_id: u8| {
+        let mut b = BytesMut::new();
+        b.extend_from_slice(&[0x03, 0, 0, 0]);
+        b.extend_from_slice(&len.to_be_bytes()[1..]);
+        b.extend_from_slice(&[type_id, 0, 0, 0, 0]);
+        b
+    };
+    for (type_id, max) in [
+        (20u8, 64u32 << 10),
+        (17, 64 << 10),
+        (19, 64 << 10),
+        (16, 64 << 10),
+        (18, 512 << 10),
+        (15, 512 << 10),
+    ] {
+        let mut r = Reader::new(cfg);
+        let mut buf = header(max + 1, type_id);
+        assert_eq!(
+            r.read(&mut buf),
+            Err(Error::MessageTooLarge {
+                csid: 3,
+                length: max + 1,
+                max
+            }),
+            "type {type_id}"
+        );
+        // At the cap the header is taken and the reader waits for the body.
+        let mut r = Reader::new(cfg);
+        let mut buf = header(max, type_id);
+        assert_eq!(r.read(&mut buf), Ok(None), "type {type_id} at its cap");
+    }
+    // Media may be as long as max_message_len.
+    let mut r = Reader::new(cfg);
+    let mut buf = header(1 << 20, 9);
+    assert_eq!(r.read(&mut buf), Ok(None));
 }

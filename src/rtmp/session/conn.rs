@@ -20,6 +20,16 @@ pub enum Error {
     /// The peer sent nothing, not even an answer to our ping, for the ping timeout.
     #[error("ping timeout: nothing from the peer for {0} ms")]
     PingTimeout(u64),
+    /// The peer sent messages faster than the configured rate, averaged over a window.
+    #[error("message rate: {count} messages in {window_ms} ms, over the limit of {limit}/s")]
+    MessageRate {
+        /// Messages counted in the window (aggregate parts each count).
+        count: u64,
+        /// The window, in milliseconds.
+        window_ms: u64,
+        /// The limit, in messages per second.
+        limit: u32,
+    },
     /// A message body could not be decoded.
     #[error("message type {type_id}: {source}")]
     Message {
@@ -29,6 +39,11 @@ pub enum Error {
         source: message::Error,
     },
 }
+
+/// The smallest Window Acknowledgement Size honoured, in bytes. A peer may ask for an
+/// acknowledgement every byte, which would make the server send 16 bytes for each one it
+/// reads; below this the window is raised to it (real clients ask for 2.5 MB or more).
+pub const MIN_ACK_WINDOW: u32 = 4096;
 
 /// The connection-level machinery under a session.
 #[derive(Debug)]
@@ -218,7 +233,7 @@ impl Conn {
     /// Returns the round-trip time when the message answered our ping.
     pub(crate) fn handle_control(&mut self, msg: &Message, now: u64) -> Option<u64> {
         match msg {
-            Message::WindowAckSize(w) => self.ack_window = *w,
+            Message::WindowAckSize(w) => self.ack_window = (*w).max(MIN_ACK_WINDOW),
             Message::UserControl(UserControl::PingRequest(v)) => {
                 self.send_user_control(UserControl::PingResponse(*v));
             }

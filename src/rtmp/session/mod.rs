@@ -14,11 +14,13 @@
 //! connection. Nothing in here panics on peer input.
 
 mod conn;
+mod rate;
 
+pub use rate::RATE_WINDOW_MS;
 pub mod client;
 pub mod server;
 
-pub use conn::Error;
+pub use conn::{Error, MIN_ACK_WINDOW};
 
 use bytes::Bytes;
 

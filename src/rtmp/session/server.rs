@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use super::conn::{self, Conn, Error};
+use super::rate::{RATE_WINDOW_MS, RateLimit};
 use super::{Media, MediaKind, split_query, status, status_object};
 use crate::rtmp::amf0::Value;
 use crate::rtmp::chunk::{ReaderConfig, csid};
@@ -43,6 +44,9 @@ pub struct ServerConfig {
     /// caller may reorder separately taken outputs or interleave them with shared
     /// encodings: every message then starts with a full header and stands alone.
     pub compress_headers: bool,
+    /// Close a peer that sends more than this many messages a second, averaged over
+    /// [`RATE_WINDOW_MS`] (each tag of an aggregate counts); 0 disables the limit. Default 0.
+    pub max_message_rate: u32,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +59,7 @@ impl Default for ServerConfig {
             ping_interval_ms: 0,
             ping_timeout_ms: 0,
             compress_headers: true,
+            max_message_rate: 0,
         }
     }
 }
@@ -225,6 +230,7 @@ pub struct Server {
     connected: bool,
     next_stream_id: u32,
     streams: Vec<NetStream>,
+    rate: RateLimit,
 }
 
 impl Server {
@@ -240,7 +246,6 @@ impl Server {
             conn.writer = crate::rtmp::chunk::Writer::new(crate::rtmp::chunk::Mode::Fmt0);
         }
         Server {
-            config,
             handshake: Some(handshake::Server::new(seed, epoch)),
             conn,
             events: VecDeque::new(),
@@ -249,6 +254,8 @@ impl Server {
             connected: false,
             next_stream_id: 1,
             streams: Vec::new(),
+            rate: RateLimit::new(config.max_message_rate),
+            config,
         }
     }
 
@@ -517,7 +524,17 @@ impl Server {
         Some(&mut self.streams[idx])
     }
 
+    /// Counts `n` messages against the rate limit.
+    fn count_messages(&mut self, n: u64, now: u64) -> Result<(), Error> {
+        self.rate.count(n, now).map_err(|count| Error::MessageRate {
+            count,
+            window_ms: RATE_WINDOW_MS,
+            limit: self.rate.limit(),
+        })
+    }
+
     fn handle_message(&mut self, msg: crate::rtmp::chunk::Message, now: u64) -> Result<(), Error> {
+        self.count_messages(1, now)?;
         let decoded = match conn::decode(&msg) {
             Ok(m) => m,
             // Commands, data, shared objects and aggregates concern one stream or call: the
@@ -554,6 +571,7 @@ impl Server {
                         return Ok(());
                     }
                 };
+                self.count_messages(subs.len().saturating_sub(1) as u64, now)?;
                 for sub in subs {
                     match sub.type_id {
                         type_id::AUDIO => {
@@ -597,6 +615,11 @@ impl Server {
     }
 
     fn media(&mut self, sid: u32, kind: MediaKind, timestamp: u32, payload: Bytes) {
+        // An empty audio or video message carries nothing a player could use (some servers
+        // send them as keep-alives); passing it on would only cost every player a queue item.
+        if payload.is_empty() {
+            return;
+        }
         if self.is_publishing(sid) {
             self.events.push_back(Event::Media {
                 stream_id: sid,
