@@ -84,10 +84,25 @@ pub struct Config {
     /// write carries more, instead of the core running out of CPU. 0: no cap. Default
     /// 100000 (10,000 players on a core: 100 ms).
     pub max_write_rate: u32,
-    /// Connections one core accepts at most; more are closed at once. Default 20000.
+    /// Connections one core accepts at most, RTMP and HTTP together; more are closed at
+    /// once. Default 20000.
     pub max_connections_per_core: usize,
-    /// Largest RTMP message accepted, in bytes. Default 16 MiB.
+    /// Connections one source address may hold on one core; more are closed at once. 0: no
+    /// cap (the default: many players may share one NAT address).
+    pub max_connections_per_ip: usize,
+    /// An HTTP request head must arrive whole within this time of the connection being
+    /// accepted, or the connection is closed (a client sending a byte every few seconds
+    /// cannot hold it). Default `10s`.
+    #[serde(with = "humantime")]
+    pub http_header_timeout: Duration,
+    /// Largest RTMP message accepted, in bytes. Default 16 MiB. Commands are held to
+    /// 64 KiB and data messages (metadata) to 512 KiB whatever this says.
     pub max_message_size: u32,
+    /// Close a connection that sends more than this many RTMP messages a second, averaged
+    /// over 5 s (each tag of an aggregate message counts). Live media is tens to a few
+    /// hundred a second, and the burst after a network stall passes; a flood of tiny
+    /// messages does not. 0: no limit. Default 2000.
+    pub max_message_rate: u32,
     /// The RTMP chunk size ringcast sends with. Default 60000 (as SRS): nearly every
     /// message is one chunk, which players reassemble without a copy.
     pub chunk_size: u32,
@@ -130,7 +145,10 @@ impl Default for Config {
             write_coalesce: Duration::from_millis(50),
             max_write_rate: 100_000,
             max_connections_per_core: 20_000,
+            max_connections_per_ip: 0,
+            http_header_timeout: Duration::from_secs(10),
             max_message_size: 16 << 20,
+            max_message_rate: 2000,
             chunk_size: 60_000,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),

@@ -85,9 +85,15 @@ fn main() -> anyhow::Result<()> {
     }
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .with_context(|| format!("`log`: invalid level or filter {:?}", config.log))?;
+    // Cores never wait on stderr: lines go to a queue a logging thread writes out, and a
+    // full queue drops lines rather than stalling a core. The guard flushes it at exit.
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("log")
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 

@@ -12,6 +12,11 @@ use crate::rtmp::session::MediaKind;
 /// The message stream id players receive frames on: `createStream` answers 1 first.
 pub const PLAYER_STREAM_ID: u32 = 1;
 
+/// What a frame costs beside its encoded bytes: the `Frame` itself, its `Arc`, the headers of
+/// its two byte buffers and a queue slot, rounded up. Caps on queues and caches count it, so
+/// a flood of tiny messages is held to the same memory as a few large ones.
+pub const FRAME_OVERHEAD: usize = 192;
+
 /// A media, data or metadata message of a stream with its RTMP encoding.
 ///
 /// `rtmp` is the message cut into chunks of the server's chunk size, starting with a full
@@ -41,6 +46,12 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// The memory this frame is counted for in queue and cache caps: its RTMP encoding plus
+    /// [`FRAME_OVERHEAD`].
+    pub fn cost(&self) -> usize {
+        self.rtmp.len() + FRAME_OVERHEAD
+    }
+
     /// A media or data frame, encoded once with `chunk_size`.
     pub fn media(kind: MediaKind, timestamp: u32, payload: Bytes, chunk_size: u32) -> Arc<Frame> {
         // One look at the tag's first bytes; the track matters only for sequence headers

@@ -102,7 +102,7 @@ impl GopCache {
             // No keyframe yet (or the cap emptied the cache): nothing to start from.
             return;
         }
-        self.bytes += f.rtmp.len();
+        self.bytes += f.cost();
         self.gop.push_back(f.clone());
         if self.bytes > self.max_bytes || self.span(f) > self.max_ms {
             self.clear_gop();
@@ -124,18 +124,18 @@ impl GopCache {
         if f.kind != MediaKind::Audio && self.gop.is_empty() {
             return;
         }
-        self.bytes += f.rtmp.len();
+        self.bytes += f.cost();
         self.gop.push_back(f.clone());
         let window = AUDIO_ONLY_MS.min(self.max_ms);
         while self.gop.len() > 1 && (self.bytes > self.max_bytes || self.span(f) > window) {
             if let Some(old) = self.gop.pop_front() {
-                self.bytes -= old.rtmp.len();
+                self.bytes -= old.cost();
             }
         }
         // Start at audio: data that led the window is no place to start.
         while self.gop.front().is_some_and(|g| g.kind != MediaKind::Audio) {
             if let Some(old) = self.gop.pop_front() {
-                self.bytes -= old.rtmp.len();
+                self.bytes -= old.cost();
             }
         }
     }

@@ -12,7 +12,7 @@ mod frame;
 mod gop;
 mod outbox;
 
-pub use frame::Frame;
+pub use frame::{FRAME_OVERHEAD, Frame};
 pub use gop::GopCache;
 pub use outbox::{Item, Outbox, PlayerEvent};
 

@@ -44,8 +44,12 @@ pub enum Item {
 #[derive(Debug, Default)]
 struct Inner {
     items: VecDeque<Item>,
-    /// Frame bytes queued.
+    /// What the queued frames cost ([`Frame::cost`]).
     bytes: usize,
+    /// Control bytes queued.
+    control_bytes: usize,
+    /// Control bytes the writer took and has not finished writing.
+    control_in_flight: usize,
     /// Dropping frames until the next keyframe because the queue overflowed.
     skipping: bool,
     /// Video waits for a keyframe (a start without GOP cache, a republish, receiveVideo
@@ -86,7 +90,7 @@ impl Inner {
             .items
             .iter()
             .map(|it| match it {
-                Item::Frame(g) => g.rtmp.len(),
+                Item::Frame(g) => g.cost(),
                 _ => 0,
             })
             .sum();
@@ -101,6 +105,8 @@ pub struct Outbox {
     inner: RefCell<Inner>,
     ready: Notify,
     closed: Notify,
+    /// Signalled when the writer finished a write (control bytes left the queue).
+    written: Notify,
     max_bytes: usize,
     slow_timeout: Duration,
     start_at_key: bool,
@@ -130,6 +136,7 @@ impl Outbox {
             inner: RefCell::new(Inner::default()),
             ready: Notify::new(),
             closed: Notify::new(),
+            written: Notify::new(),
             max_bytes,
             slow_timeout,
             start_at_key,
@@ -174,8 +181,27 @@ impl Outbox {
         if i.closed {
             return;
         }
+        i.control_bytes += b.len();
         i.items.push_back(Item::Control(b));
         self.notify(i);
+    }
+
+    /// Control bytes queued or being written: what the connection's own session produced
+    /// that the peer has not taken yet. A reader stops reading while this is over a bound
+    /// (back-pressure: a peer that does not read cannot make the server queue without end).
+    pub fn unsent_control(&self) -> usize {
+        let i = self.inner.borrow();
+        i.control_bytes + i.control_in_flight
+    }
+
+    /// Waits until [`Outbox::unsent_control`] is at most `limit`, or the outbox is closed.
+    pub async fn control_below(&self, limit: usize) {
+        loop {
+            if self.is_closed() || self.unsent_control() <= limit {
+                return;
+            }
+            self.written.notified().await;
+        }
     }
 
     /// Queues an event for the writer.
@@ -228,7 +254,7 @@ impl Outbox {
         if i.closed || !i.started || i.paused {
             return;
         }
-        let len = f.rtmp.len();
+        let len = f.cost();
         if f.kind == MediaKind::Video {
             i.has_video = true;
         }
@@ -283,6 +309,7 @@ impl Outbox {
     pub fn stop_play(&self) {
         let mut i = self.inner.borrow_mut();
         i.items.retain(|it| matches!(it, Item::Control(_)));
+        // What stays is control bytes only: `control_bytes` is unchanged.
         i.bytes = 0;
         i.started = false;
         i.skipping = false;
@@ -360,15 +387,20 @@ impl Outbox {
     pub fn take(&self) -> Vec<Item> {
         let mut i = self.inner.borrow_mut();
         i.bytes = 0;
+        i.control_in_flight += std::mem::take(&mut i.control_bytes);
         i.items.drain(..).collect()
     }
 
-    /// The writer finished writing everything it took: the player has caught up.
+    /// The writer finished writing everything it took: the player has caught up, and the
+    /// control bytes it took are gone.
     pub fn drained(&self) {
         let mut i = self.inner.borrow_mut();
+        i.control_in_flight = 0;
         if i.items.is_empty() && !i.skipping {
             i.behind_since = None;
         }
+        drop(i);
+        self.written.notify_waiters();
     }
 
     /// Waits until the writer has something to do now: bytes or events queued, frames (at
@@ -409,6 +441,7 @@ impl Outbox {
         self.notify(i);
         self.closed.notify_waiters();
         self.closed.notify_one();
+        self.written.notify_waiters();
     }
 
     /// Whether the outbox was closed.

@@ -213,14 +213,24 @@ impl Stream {
         while !bufs.is_empty() {
             let n = match self {
                 Stream::Uring(s) => {
-                    let (res, back) = s.writev(bufs).await;
+                    // The kernel refuses more than IOV_MAX buffers in one writev (EINVAL).
+                    let rest = if bufs.len() > IOV_MAX {
+                        bufs.split_off(IOV_MAX)
+                    } else {
+                        Vec::new()
+                    };
+                    let (res, mut back) = s.writev(bufs).await;
+                    back.extend(rest);
                     bufs = back;
                     res?
                 }
                 Stream::Epoll(s) => loop {
                     s.writable().await?;
-                    let slices: Vec<io::IoSlice<'_>> =
-                        bufs.iter().map(|b| io::IoSlice::new(b)).collect();
+                    let slices: Vec<io::IoSlice<'_>> = bufs
+                        .iter()
+                        .take(IOV_MAX)
+                        .map(|b| io::IoSlice::new(b))
+                        .collect();
                     match s.try_write_vectored(&slices) {
                         Ok(n) => break n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -252,6 +262,9 @@ impl Stream {
         };
     }
 }
+
+/// The most buffers one vectored write may carry (Linux's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
 
 /// Drops the first `n` bytes of `bufs`.
 fn advance(bufs: &mut Vec<Bytes>, mut n: usize) {
@@ -417,6 +430,36 @@ mod tests {
             server.await.expect("server task");
             assert_eq!(got.len(), 6 + 100_000, "{io:?}");
             assert_eq!(&got[..6], b"hello ");
+        });
+    }
+
+    /// More buffers than one writev may carry go out in order, in several writes.
+    #[test]
+    fn writev_takes_more_buffers_than_iov_max() {
+        on_each_backend(|io, s, c| async move {
+            let server = spawn(async move {
+                let parts: Vec<Bytes> = (0..3 * IOV_MAX + 7)
+                    .map(|i| Bytes::from(vec![(i % 251) as u8; 3]))
+                    .collect();
+                s.writev_all(parts).await.expect("writev");
+                s.shutdown_write();
+            });
+            let mut got = Vec::new();
+            let mut buf = Vec::with_capacity(8192);
+            loop {
+                let (res, b) = c.read(buf).await;
+                let n = res.expect("read");
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&b[..n]);
+                buf = b;
+            }
+            server.await.expect("server task");
+            let want: Vec<u8> = (0..3 * IOV_MAX + 7)
+                .flat_map(|i| [(i % 251) as u8; 3])
+                .collect();
+            assert!(got == want, "{io:?}: {} bytes, not in order", got.len());
         });
     }
 

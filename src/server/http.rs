@@ -3,34 +3,39 @@
 //! Until then every request gets a `404` that says so, and the connection closes.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::time::timeout;
+use tokio::time::timeout_at;
 
-use super::Core;
+use super::{Core, admission};
 use crate::runtime::{self, Listener, Stream};
 
 pub(crate) async fn accept(core: Rc<Core>, listener: Listener) {
     loop {
-        match listener.accept().await {
-            Ok((stream, _peer)) => {
-                runtime::spawn(answer(stream));
-            }
-            Err(e) => {
-                tracing::warn!(core = core.index, "HTTP accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+        let (stream, peer) = admission::accept(&core, &listener).await;
+        let Some(slot) = admission::admit(&core, peer, "http") else {
+            drop(stream);
+            continue;
+        };
+        let deadline = Instant::now() + core.config.http_header_timeout;
+        runtime::spawn(async move {
+            answer(stream, deadline).await;
+            drop(slot);
+        });
     }
 }
 
-async fn answer(stream: Stream) {
-    // Read the request head (bounded in time and size), then answer.
+/// The most a request head may hold.
+const MAX_HEAD: usize = 16 * 1024;
+
+async fn answer(stream: Stream, deadline: Instant) {
+    // Read the request head, whole within the header timeout (one byte every few seconds
+    // does not keep a connection) and bounded in size, then answer.
     let mut head = Vec::new();
     let mut buf = Vec::with_capacity(4096);
-    while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let Ok((res, b)) = timeout(Duration::from_secs(5), stream.read(buf)).await else {
+    while head.len() < MAX_HEAD && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let Ok((res, b)) = timeout_at(deadline.into(), stream.read(buf)).await else {
             return;
         };
         match res {

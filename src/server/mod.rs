@@ -2,7 +2,9 @@
 //! the same ports with SO_REUSEPORT), hub and connections. Cores share nothing mutable and
 //! talk only through bounded [`CoreMsg`] channels.
 
+mod admission;
 mod http;
+mod log;
 mod rtmp;
 
 use std::cell::{Cell, RefCell};
@@ -32,6 +34,16 @@ pub(crate) struct Core {
     pub(crate) shutting_down: Cell<bool>,
     /// Every connection's outbox, to close idle connections at shutdown.
     pub(crate) outboxes: RefCell<Vec<Weak<Outbox>>>,
+    /// The budget of per-connection log lines.
+    pub(crate) log_gate: log::LogGate,
+    /// Connections open on this core, RTMP and HTTP (each holds an [`admission::Slot`]).
+    pub(crate) open: Cell<usize>,
+    /// Connections open per source address, when `max_connections_per_ip` is set.
+    pub(crate) per_ip: RefCell<std::collections::HashMap<std::net::IpAddr, u32>>,
+    /// A descriptor kept in reserve to shed connections when descriptors run out.
+    pub(crate) reserve: RefCell<Option<std::fs::File>>,
+    /// Connections shed for want of descriptors.
+    pub(crate) shed: Cell<u64>,
 }
 
 impl Core {
@@ -151,6 +163,11 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
                         started: Instant::now(),
                         shutting_down: Cell::new(false),
                         outboxes: RefCell::new(Vec::new()),
+                        log_gate: log::LogGate::new(log::CONN_LINES_PER_SEC),
+                        open: Cell::new(0),
+                        per_ip: RefCell::new(std::collections::HashMap::new()),
+                        reserve: RefCell::new(admission::reserve_fd()),
+                        shed: Cell::new(0),
                     });
                     let r = runtime::block_on(io, entries, core_main(core, io, rtmp, http, rx));
                     if let Err(e) = r {
@@ -296,22 +313,18 @@ async fn accept_rtmp(core: Rc<Core>, listener: Listener) {
 
 async fn accept_rtmp_loop(core: Rc<Core>, listener: Rc<Listener>) {
     loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                if core.connections.get() >= core.config.max_connections_per_core {
-                    tracing::warn!(%peer, "refused: {} connections on this core", core.connections.get());
-                    drop(stream);
-                    continue;
-                }
-                let id = core.next_conn.get();
-                core.next_conn.set(id + 1);
-                runtime::spawn(rtmp::serve(core.clone(), stream, peer, id));
-            }
-            Err(e) => {
-                tracing::warn!(core = core.index, "accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+        let (stream, peer) = admission::accept(&core, &listener).await;
+        let Some(slot) = admission::admit(&core, peer, "rtmp") else {
+            drop(stream);
+            continue;
+        };
+        let id = core.next_conn.get();
+        core.next_conn.set(id + 1);
+        let core = core.clone();
+        runtime::spawn(async move {
+            rtmp::serve(core, stream, peer, id).await;
+            drop(slot);
+        });
     }
 }
 

@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::{sleep_until, timeout_at};
 
 use super::Core;
+use super::log::Escaped;
 use crate::hub::{Frame, Item, Outbox, PlayerEvent, PublishError, stream_key};
 use crate::rtmp::chunk::ReaderConfig;
 use crate::rtmp::session::server::{Event, Server, ServerConfig};
@@ -21,6 +22,16 @@ const PUBLISHER_READ: usize = 64 * 1024;
 /// Socket read size for everyone else: players send only commands, acknowledgements and
 /// pings, and thousands of them must stay small (the goal is < 16 KiB per player).
 const PLAYER_READ: usize = 512;
+/// Unsent control output (command answers, acknowledgements, pings) past which the reader
+/// stops reading the peer until its writer catches up: a peer that does not read cannot
+/// make the server queue answers without end (back-pressure, as hyper applies it).
+const MAX_UNSENT_CONTROL: usize = 64 * 1024;
+/// How long a connection the server closes gets to take its last bytes and close its side:
+/// the server sends them, then a FIN, and reads (discarding) until the peer closes, so that
+/// closing with unread input does not reset the connection and lose what was sent.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+/// The most a closing connection's peer may send while it lingers.
+const LINGER_DISCARD: usize = 1 << 20;
 
 /// What the connection is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +60,8 @@ struct Conn {
     epoch: Instant,
     /// When the publisher last sent media (its idle timeout counts from here).
     last_media: Cell<Instant>,
+    /// The peer closed its side or the socket failed: nothing more to read.
+    peer_gone: Cell<bool>,
 }
 
 impl Conn {
@@ -76,7 +89,9 @@ impl Conn {
 /// Serves one accepted connection until it closes.
 pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: u64) {
     core.connections.set(core.connections.get() + 1);
-    tracing::info!(%peer, core = core.index, conn = id, "accepted");
+    if core.log_gate.allow() {
+        tracing::info!(%peer, core = core.index, conn = id, "accepted");
+    }
     let cfg = &core.config;
     let session_cfg = ServerConfig {
         chunk_size: cfg.chunk_size,
@@ -89,6 +104,7 @@ pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: 
         compress_headers: false,
         ping_interval_ms: cfg.ping_interval.as_millis() as u64,
         ping_timeout_ms: cfg.ping_timeout.as_millis() as u64,
+        max_message_rate: cfg.max_message_rate,
         ..ServerConfig::default()
     };
     let seed = id ^ ((core.index as u64) << 48) ^ 0x5DEE_CE66_D1CE_4E5B;
@@ -109,17 +125,33 @@ pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: 
         written: Cell::new(0),
         epoch: Instant::now(),
         last_media: Cell::new(Instant::now()),
+        peer_gone: Cell::new(false),
         core: core.clone(),
     });
     core.register(&conn.outbox);
     let stream = Rc::new(stream);
-    let writer = runtime::spawn(write_loop(conn.clone(), stream.clone()));
-    // Closing the outbox (slow player, takeover, shutdown) shuts the socket down, which
-    // ends a read or write in flight.
+    let writer = {
+        let (conn, stream) = (conn.clone(), stream.clone());
+        runtime::spawn(async move {
+            write_loop(conn, stream.clone()).await;
+            // A FIN after the last bytes.
+            stream.shutdown_write();
+        })
+    };
+    // Closing the outbox (slow player, takeover, shutdown, the end of this connection)
+    // leaves the writer a moment to send what is queued and the peer a moment to close its
+    // side; then the socket is shut down both ways, which ends a read or write in flight.
     let watchdog = {
         let (conn, stream) = (conn.clone(), stream.clone());
         runtime::spawn(async move {
             conn.outbox.closed().await;
+            // At shutdown the players were told and nothing waits on a last answer.
+            let linger = if conn.core.shutting_down.get() {
+                CLOSE_LINGER.min(std::time::Duration::from_millis(250))
+            } else {
+                CLOSE_LINGER
+            };
+            tokio::time::sleep(linger).await;
             stream.shutdown_both();
         })
     };
@@ -134,12 +166,21 @@ pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: 
     }
     leave(&conn);
     conn.outbox.close();
+    // The server ends this connection while the peer is still there (a refused publish, a
+    // protocol error, a timeout): read and discard until it closes, so its unread bytes do
+    // not turn our close into a reset that loses the last answer.
+    if !conn.peer_gone.get() {
+        linger(&stream).await;
+    }
     let _ = writer.await;
     watchdog.abort();
     core.connections
         .set(core.connections.get().saturating_sub(1));
     let (bytes_in, _) = conn.session.borrow().byte_counts();
     let bytes_out = conn.written.get();
+    if !core.log_gate.allow() {
+        return;
+    }
     tracing::info!(
         peer = %conn.peer,
         conn = id,
@@ -151,6 +192,22 @@ pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: 
     );
 }
 
+/// Reads and discards what the peer still sends until it closes, the watchdog shuts the
+/// socket down, or it sent [`LINGER_DISCARD`] bytes.
+async fn linger(stream: &Stream) {
+    let mut buf = Vec::with_capacity(4096);
+    let mut discarded = 0;
+    while discarded < LINGER_DISCARD {
+        let (res, b) = stream.read(buf).await;
+        buf = b;
+        match res {
+            Ok(n) if n > 0 => discarded += n,
+            _ => return,
+        }
+    }
+    stream.shutdown_both();
+}
+
 /// Leaves the hub: unpublishes a publisher, removes a player. A player's play is over:
 /// what was queued for it and its timers (`play_wait`, `republish_wait`) go with it, so a
 /// later play on the connection starts afresh.
@@ -160,7 +217,9 @@ fn leave(conn: &Conn) {
     match role {
         Role::Publisher { key, id } => {
             hub.unpublish(&key, id);
-            tracing::info!(peer = %conn.peer, stream = %key, "unpublished");
+            if conn.core.log_gate.allow() {
+                tracing::info!(peer = %conn.peer, stream = %Escaped(&key), "unpublished");
+            }
         }
         Role::Player { key, .. } => {
             hub.leave(&key, &conn.outbox);
@@ -177,6 +236,24 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
     let handshake_deadline = conn.epoch + cfg.handshake_timeout;
     let mut inbuf = BytesMut::new();
     loop {
+        // Back-pressure: no more input while the peer leaves our answers unread.
+        if conn.outbox.unsent_control() > MAX_UNSENT_CONTROL {
+            let drained = conn.outbox.control_below(MAX_UNSENT_CONTROL);
+            if timeout_at((Instant::now() + cfg.slow_player_timeout).into(), drained)
+                .await
+                .is_err()
+            {
+                conn.set_reason("peer does not read what it is sent");
+                if conn.core.log_gate.allow() {
+                    tracing::warn!(peer = %conn.peer, "closing: {} bytes unread", conn.outbox.unsent_control());
+                }
+                return;
+            }
+            if conn.outbox.is_closed() {
+                conn.set_reason("closed by server");
+                return;
+            }
+        }
         let want = if matches!(*conn.role.borrow(), Role::Publisher { .. }) {
             PUBLISHER_READ
         } else {
@@ -213,11 +290,13 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
         inbuf = buf;
         match res {
             Ok(0) => {
+                conn.peer_gone.set(true);
                 conn.set_reason("peer closed");
                 return;
             }
             Ok(_) => {}
             Err(e) => {
+                conn.peer_gone.set(true);
                 conn.set_reason(format!("read: {e}"));
                 return;
             }
@@ -229,7 +308,9 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
             .handle_input(&mut inbuf, conn.now_ms(now));
         if let Err(e) = result {
             conn.set_reason(format!("protocol error: {e}"));
-            tracing::warn!(peer = %conn.peer, "closing: {e}");
+            if conn.core.log_gate.allow() {
+                tracing::warn!(peer = %conn.peer, "closing: {e}");
+            }
             return;
         }
         loop {
@@ -258,7 +339,12 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
 fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
     match ev {
         Event::Connected { app, tc_url, .. } => {
-            tracing::debug!(peer = %conn.peer, %app, tc_url = tc_url.as_deref().unwrap_or(""), "connect");
+            tracing::debug!(
+                peer = %conn.peer,
+                app = %Escaped(&app),
+                tc_url = %Escaped(tc_url.as_deref().unwrap_or("")),
+                "connect"
+            );
         }
         Event::PublishRequested {
             stream_id,
@@ -288,7 +374,9 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                         key: key.clone(),
                         id,
                     };
-                    tracing::info!(peer = %conn.peer, stream = %key, "publish");
+                    if conn.core.log_gate.allow() {
+                        tracing::info!(peer = %conn.peer, stream = %Escaped(&key), "publish");
+                    }
                 }
                 Err(PublishError::InUse) => {
                     conn.session.borrow_mut().reject_publish(
@@ -296,7 +384,9 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                         status::PUBLISH_BAD_NAME,
                         &format!("{key} is already being published"),
                     );
-                    tracing::info!(peer = %conn.peer, stream = %key, "publish refused: name in use");
+                    if conn.core.log_gate.allow() {
+                        tracing::info!(peer = %conn.peer, stream = %Escaped(&key), "publish refused: name in use");
+                    }
                     conn.set_reason("publish refused: name in use");
                     return false;
                 }
@@ -375,7 +465,9 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                 // Wake the writer so it arms the play_wait timer.
                 conn.outbox.wake();
             }
-            tracing::info!(peer = %conn.peer, stream = %key, live, "play");
+            if conn.core.log_gate.allow() {
+                tracing::info!(peer = %conn.peer, stream = %Escaped(&key), live, "play");
+            }
         }
         Event::Paused {
             stream_id, paused, ..
@@ -403,11 +495,11 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                 }
             }
         }
-        Event::Dropped { type_id, reason } => {
-            tracing::warn!(peer = %conn.peer, type_id, "message dropped: {reason}");
+        Event::Dropped { type_id, reason } if conn.core.log_gate.allow() => {
+            tracing::warn!(peer = %conn.peer, type_id, "message dropped: {}", Escaped(&reason));
         }
         Event::UnknownCommand { command } => {
-            tracing::debug!(peer = %conn.peer, command = %command.name, "unknown command");
+            tracing::debug!(peer = %conn.peer, command = %Escaped(&command.name), "unknown command");
         }
         _ => {}
     }
@@ -449,7 +541,9 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
             let mut s = conn.session.borrow_mut();
             if let Err(e) = s.handle_timeout(conn.now_ms(now)) {
                 drop(s);
-                tracing::info!(peer = %conn.peer, "closing: {e}");
+                if conn.core.log_gate.allow() {
+                    tracing::info!(peer = %conn.peer, "closing: {e}");
+                }
                 conn.set_reason(e.to_string());
                 conn.outbox.close();
                 return;
