@@ -37,7 +37,20 @@ pub struct Ringcast {
 impl Ringcast {
     /// Starts the binary on loopback port 0 with `args` and waits for its listening line.
     pub fn start(args: &[&str]) -> Ringcast {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+        Ringcast::start_cmd(Command::new(env!("CARGO_BIN_EXE_ringcast")), args)
+    }
+
+    /// Like [`Ringcast::start`], with at most `nofile` open file descriptors.
+    pub fn start_with_fd_limit(nofile: u32, args: &[&str]) -> Ringcast {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_ringcast"));
+        Ringcast::start_cmd(cmd, args)
+    }
+
+    fn start_cmd(mut cmd: Command, args: &[&str]) -> Ringcast {
+        let mut child = cmd
             .args([
                 "--rtmp",
                 "127.0.0.1:0",
@@ -105,6 +118,31 @@ impl Ringcast {
         self.seen.set(self.log.0.lock().expect("log lock").len());
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.0.id()
+    }
+
+    /// The server's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
+    /// The server's CPU time (user + system) so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) start at the last ')'.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        // utime and stime are fields 14 and 15 of stat: 12 and 13 after the name.
+        let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+        Duration::from_millis(ticks * 10)
+    }
+
     /// The whole log so far.
     pub fn log(&self) -> String {
         self.log.0.lock().expect("log lock").clone()
@@ -131,6 +169,16 @@ impl Ringcast {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// A `kB` field of `/proc/PID/status`; 0 if unreadable.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Runs `cmd` to its end or `timeout` (then kills it); (succeeded, stdout + stderr).
