@@ -87,7 +87,10 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("`log`: invalid level or filter {:?}", config.log))?;
     // Cores never wait on stderr: lines go to a queue a logging thread writes out, and a
     // full queue drops lines rather than stalling a core. The guard flushes it at exit.
+    // The queue's slots are allocated up front: 16 Ki lines (~0.5 MB) rather than the
+    // default 128 Ki (~4 MB).
     let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(16 * 1024)
         .lossy(true)
         .thread_name("log")
         .finish(std::io::stderr());
