@@ -11,10 +11,12 @@
 mod frame;
 mod gop;
 mod outbox;
+mod player;
 
 pub use frame::{FRAME_OVERHEAD, Frame};
 pub use gop::GopCache;
 pub use outbox::{Item, Outbox, PlayerEvent};
+pub use player::{Ending, Player, Waits};
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;

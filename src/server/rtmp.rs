@@ -11,7 +11,9 @@ use tokio::time::{sleep_until, timeout_at};
 
 use super::Core;
 use super::log::Escaped;
-use crate::hub::{Frame, Item, Outbox, PlayerEvent, PublishError, stream_key};
+use crate::hub::{
+    Ending, Frame, Item, Outbox, Player, PlayerEvent, PublishError, Waits, stream_key,
+};
 use crate::rtmp::chunk::ReaderConfig;
 use crate::rtmp::session::server::{Event, Server, ServerConfig};
 use crate::rtmp::session::status;
@@ -34,11 +36,11 @@ const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 const LINGER_DISCARD: usize = 1 << 20;
 
 /// What the connection is doing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 enum Role {
     Idle,
     Publisher { key: String, id: u64 },
-    Player { key: String, stream_id: u32 },
+    Player { player: Player, stream_id: u32 },
 }
 
 /// State the reader and the writer share (single-threaded; never borrowed across an await).
@@ -50,10 +52,6 @@ struct Conn {
     role: RefCell<Role>,
     /// Why the connection ended, for the close log line.
     reason: RefCell<Option<String>>,
-    /// Set when the stream went unpublished (the writer times the republish wait).
-    unpublished_at: Cell<Option<Instant>>,
-    /// When a player started waiting for a publisher.
-    waiting_since: Cell<Option<Instant>>,
     /// Bytes written to the peer.
     written: Cell<u64>,
     /// The session's clock starts here (its `now_ms` is milliseconds since).
@@ -120,8 +118,6 @@ pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: 
         ),
         role: RefCell::new(Role::Idle),
         reason: RefCell::new(None),
-        unpublished_at: Cell::new(None),
-        waiting_since: Cell::new(None),
         written: Cell::new(0),
         epoch: Instant::now(),
         last_media: Cell::new(Instant::now()),
@@ -208,6 +204,14 @@ async fn linger(stream: &Stream) {
     stream.shutdown_both();
 }
 
+/// How long this core's players wait for publishers.
+pub(crate) fn waits(core: &Core) -> Waits {
+    Waits {
+        play: core.config.play_wait,
+        republish: core.config.republish_wait,
+    }
+}
+
 /// Leaves the hub: unpublishes a publisher, removes a player. A player's play is over:
 /// what was queued for it and its timers (`play_wait`, `republish_wait`) go with it, so a
 /// later play on the connection starts afresh.
@@ -221,12 +225,7 @@ fn leave(conn: &Conn) {
                 tracing::info!(peer = %conn.peer, stream = %Escaped(&key), "unpublished");
             }
         }
-        Role::Player { key, .. } => {
-            hub.leave(&key, &conn.outbox);
-            conn.outbox.stop_play();
-            conn.waiting_since.set(None);
-            conn.unpublished_at.set(None);
-        }
+        Role::Player { player, .. } => player.leave(&mut hub),
         Role::Idle => {}
     }
 }
@@ -353,7 +352,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             ..
         } => {
             let key = stream_key(&app, &stream);
-            if *conn.role.borrow() != Role::Idle || conn.core.shutting_down.get() {
+            if !matches!(*conn.role.borrow(), Role::Idle) || conn.core.shutting_down.get() {
                 conn.session.borrow_mut().reject_publish(
                     stream_id,
                     status::PUBLISH_REJECTED,
@@ -428,7 +427,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             duration,
             ..
         } => {
-            if *conn.role.borrow() != Role::Idle || conn.core.shutting_down.get() {
+            if !matches!(*conn.role.borrow(), Role::Idle) || conn.core.shutting_down.get() {
                 conn.session.borrow_mut().reject_play_with(
                     stream_id,
                     status::PLAY_FAILED,
@@ -448,23 +447,18 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                 );
                 return true;
             }
-            *conn.role.borrow_mut() = Role::Player {
-                key: key.clone(),
-                stream_id,
-            };
             // Session output so far (createStream's answer) goes before the start marker.
             conn.flush_session();
-            conn.outbox.complete_after_start(once);
-            let live = conn
-                .core
-                .hub
-                .borrow_mut()
-                .play(&key, conn.outbox.clone(), now);
-            if !live && !once {
-                conn.waiting_since.set(Some(now));
-                // Wake the writer so it arms the play_wait timer.
-                conn.outbox.wake();
-            }
+            let player = Player::join(
+                &mut conn.core.hub.borrow_mut(),
+                key.clone(),
+                conn.outbox.clone(),
+                once,
+                waits(&conn.core),
+                now,
+            );
+            let live = !player.is_waiting();
+            *conn.role.borrow_mut() = Role::Player { player, stream_id };
             if conn.core.log_gate.allow() {
                 tracing::info!(peer = %conn.peer, stream = %Escaped(&key), live, "play");
             }
@@ -472,14 +466,21 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
         Event::Paused {
             stream_id, paused, ..
         } => {
-            if let Role::Player { key, stream_id: s } = &*conn.role.borrow() {
+            if let Role::Player {
+                player,
+                stream_id: s,
+            } = &*conn.role.borrow()
+            {
                 if *s == stream_id {
                     // Pause.Notify / Unpause.Notify go before what resumes.
                     conn.flush_session();
                     if paused {
                         conn.outbox.pause();
                     } else {
-                        conn.core.hub.borrow_mut().resume(key, &conn.outbox, now);
+                        conn.core
+                            .hub
+                            .borrow_mut()
+                            .resume(player.key(), &conn.outbox, now);
                     }
                 }
             }
@@ -512,9 +513,8 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
     let cfg = conn.core.config.clone();
     loop {
         // A player waiting for a publisher, or for one to come back, has a deadline.
-        let wait_deadline = match (conn.waiting_since.get(), conn.unpublished_at.get()) {
-            (Some(t), _) => Some(t + cfg.play_wait),
-            (None, Some(t)) => Some(t + cfg.republish_wait),
+        let wait_deadline = match &*conn.role.borrow() {
+            Role::Player { player, .. } => player.deadline(),
             _ => None,
         };
         let ping_deadline = conn
@@ -568,21 +568,14 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
                 Item::Frame(_) if play_over => {}
                 Item::Frame(f) => bufs.push(f.rtmp_for(stream_id, cfg.chunk_size)),
                 Item::Event(e) => {
+                    if let Role::Player { player, .. } = &mut *conn.role.borrow_mut() {
+                        player.on_event(e, Instant::now());
+                    }
                     let mut s = conn.session.borrow_mut();
                     match e {
-                        PlayerEvent::Start => {
-                            conn.waiting_since.set(None);
-                            conn.unpublished_at.set(None);
-                            s.accept_play(stream_id);
-                        }
-                        PlayerEvent::Unpublished => {
-                            conn.unpublished_at.set(Some(Instant::now()));
-                            s.notify_unpublished(stream_id);
-                        }
-                        PlayerEvent::Republished => {
-                            conn.unpublished_at.set(None);
-                            s.notify_published(stream_id);
-                        }
+                        PlayerEvent::Start => s.accept_play(stream_id),
+                        PlayerEvent::Unpublished => s.notify_unpublished(stream_id),
+                        PlayerEvent::Republished => s.notify_published(stream_id),
                         PlayerEvent::Shutdown => {
                             s.stop_play(stream_id);
                             close_after = true;
@@ -602,16 +595,21 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
         if play_over {
             leave(&conn);
         }
-        if wait_deadline.is_some_and(|d| now >= d)
-            && (conn.waiting_since.get().is_some() || conn.unpublished_at.get().is_some())
-        {
+        let ending = match &*conn.role.borrow() {
+            Role::Player { player, .. } => player.expired(now),
+            _ => None,
+        };
+        if let Some(ending) = ending {
             let mut s = conn.session.borrow_mut();
-            if conn.waiting_since.get().is_some() {
-                s.reject_play(stream_id, "No such stream is being published.");
-                conn.set_reason("play: stream not found");
-            } else {
-                s.stop_play(stream_id);
-                conn.set_reason("play: publisher did not come back");
+            match ending {
+                Ending::NotFound => {
+                    s.reject_play(stream_id, "No such stream is being published.");
+                    conn.set_reason("play: stream not found");
+                }
+                Ending::PublisherGone => {
+                    s.stop_play(stream_id);
+                    conn.set_reason("play: publisher did not come back");
+                }
             }
             let out = s.take_output();
             bufs.push(out.freeze());
