@@ -4,12 +4,19 @@
 //!
 //! Players are spread over one runtime thread per core (io_uring, or epoll where io_uring is
 //! refused); every player speaks RTMP through ringcast's own client session.
+//!
+//! `loadtest soak` runs for a long time with churn (publishers and players coming and
+//! going, slow and garbage-sending peers) and checks that the server's memory and open
+//! files stay flat.
 
 mod http;
 use ringcast::runtime as net;
+mod peers;
 mod player;
+mod procfs;
 mod publisher;
 mod report;
+mod soak;
 mod stamp;
 mod target;
 
@@ -50,11 +57,21 @@ enum Command {
     Play(PlayArgs),
     /// A publisher and N players in one process: the usual way to use it.
     Run(RunArgs),
+    /// Hours of churn against one server: do its memory and open files stay flat?
+    ///
+    /// Publishers come and go on many streams (a new one republishes each name after a
+    /// pause), well-behaved players join and leave at random, a few slow players stop
+    /// reading and a few peers send garbage. Every few seconds the server's RSS and open
+    /// file descriptors are sampled (--server-pid); at the end the report compares them at
+    /// the end of the warm-up and at the end of the run. It exits 1 when they are not flat
+    /// (grew by more than --tolerance), when a well-behaved player saw an integrity error,
+    /// or when the server no longer accepts a fresh publisher and player.
+    Soak(soak::SoakArgs),
 }
 
-/// What the publisher sends.
+/// The synthetic stream a publisher sends.
 #[derive(Args, Clone)]
-struct StreamArgs {
+struct SynthArgs {
     /// Video bit rate of the synthetic stream (e.g. 500k, 1M, 2M).
     #[arg(long, default_value = "1M", value_parser = target::bitrate)]
     bitrate: u64,
@@ -67,12 +84,9 @@ struct StreamArgs {
     /// Send AAC audio (128 kbit/s) too.
     #[arg(long)]
     audio: bool,
-    /// Publish this FLV file in a loop instead of the synthetic stream.
-    #[arg(long)]
-    input: Option<std::path::PathBuf>,
 }
 
-impl StreamArgs {
+impl SynthArgs {
     fn synth(&self) -> Synth {
         Synth {
             bitrate: self.bitrate,
@@ -81,6 +95,16 @@ impl StreamArgs {
             audio: self.audio,
         }
     }
+}
+
+/// What the publisher sends: the synthetic stream, or an FLV file.
+#[derive(Args, Clone)]
+struct StreamArgs {
+    #[command(flatten)]
+    synth: SynthArgs,
+    /// Publish this FLV file in a loop instead of the synthetic stream.
+    #[arg(long)]
+    input: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -151,9 +175,16 @@ fn main() -> anyhow::Result<()> {
             let io = Io::detect(&a.io)?;
             let target = Target::parse(&a.url)?;
             let until = Instant::now() + a.duration;
-            let p = publish(io, target, a.stream.synth(), a.stream.input, until, || {
-                eprintln!("publishing");
-            })?;
+            let p = publish(
+                io,
+                target,
+                a.stream.synth.synth(),
+                a.stream.input,
+                until,
+                || {
+                    eprintln!("publishing");
+                },
+            )?;
             println!(
                 "published {} video frames, {:.1} MB, worst send {:.1} ms late",
                 p.frames,
@@ -169,7 +200,7 @@ fn main() -> anyhow::Result<()> {
         Command::Run(a) => {
             let io = Io::detect(&a.play.io)?;
             let pub_target = Target::parse(a.publish_url.as_deref().unwrap_or(&a.play.url))?;
-            let synth = a.stream.synth();
+            let synth = a.stream.synth.synth();
             // The publisher runs on its own thread until the players' run is over.
             let until = Instant::now() + a.play.duration + Duration::from_secs(12);
             let (tx, rx) = mpsc::channel();
@@ -192,10 +223,17 @@ fn main() -> anyhow::Result<()> {
                 Ok(Err(e)) => bail!("publisher: {e}"),
                 Err(_) => bail!("publisher did not start within 15 s"),
             }
-            let report = play(&a.play, Some(a.stream.bitrate))?;
+            let report = play(&a.play, Some(a.stream.synth.bitrate))?;
             finish(&a.play, &report)?;
             // The publisher stops at its own deadline; don't wait for it.
             drop(publisher);
+            Ok(())
+        }
+        Command::Soak(a) => {
+            if !soak::run(&a)? {
+                // The report says why; the exit code is for scripts.
+                std::process::exit(1);
+            }
             Ok(())
         }
     }
@@ -330,16 +368,12 @@ fn play(a: &PlayArgs, bitrate: Option<u64>) -> anyhow::Result<Report> {
     let _ = progress.join();
     let elapsed = start.elapsed().as_secs_f64();
 
-    let (mut latency, mut connect, mut ttff, mut lag) =
-        (histogram(), histogram(), histogram(), histogram());
-    for s in &stats {
-        if let Ok(h) = s.hist.lock() {
-            let _ = latency.add(&h.latency);
-            let _ = connect.add(&h.connect);
-            let _ = ttff.add(&h.ttff);
-            let _ = lag.add(&h.loop_lag);
-        }
-    }
+    let Merged {
+        latency,
+        connect,
+        ttff,
+        lag,
+    } = merged(&stats);
     let t = &totals.tally;
     let p99_lag = lag.value_at_quantile(0.99) as f64 / 1000.0;
     Ok(Report {
@@ -373,6 +407,32 @@ fn play(a: &PlayArgs, bitrate: Option<u64>) -> anyhow::Result<Report> {
             verify_every: a.verify_every,
         },
     })
+}
+
+/// Every thread's histograms, merged.
+struct Merged {
+    latency: hdrhistogram::Histogram<u64>,
+    connect: hdrhistogram::Histogram<u64>,
+    ttff: hdrhistogram::Histogram<u64>,
+    lag: hdrhistogram::Histogram<u64>,
+}
+
+fn merged(stats: &[Arc<ThreadStats>]) -> Merged {
+    let mut m = Merged {
+        latency: histogram(),
+        connect: histogram(),
+        ttff: histogram(),
+        lag: histogram(),
+    };
+    for s in stats {
+        if let Ok(h) = s.hist.lock() {
+            let _ = m.latency.add(&h.latency);
+            let _ = m.connect.add(&h.connect);
+            let _ = m.ttff.add(&h.ttff);
+            let _ = m.lag.add(&h.loop_lag);
+        }
+    }
+    m
 }
 
 /// Measures how late this runtime thread wakes: if its own loop lags, the latency it

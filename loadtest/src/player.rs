@@ -48,6 +48,10 @@ pub(crate) struct Sink {
     tally: PlayerTally,
     pub(crate) last_media: Option<Instant>,
     first_key: bool,
+    /// The publisher sessions of the frames received: sequence numbers are checked within
+    /// one, so a player that plays across a publisher's leave and return does not count the
+    /// new session's restart as a gap.
+    sessions: Sessions,
     last_seq: Option<u64>,
     stamped: bool,
     /// For unstamped streams (a real FLV published in a loop): the first frame's arrival
@@ -60,8 +64,53 @@ pub(crate) struct Sink {
     verify_every: u64,
 }
 
+/// How many ended publisher sessions a player remembers.
+const ENDED_SESSIONS: usize = 8;
+
+/// The publisher sessions a player has seen (the session ids in the stamps).
+#[derive(Debug, Default)]
+struct Sessions {
+    /// The one frames come from now.
+    current: Option<u64>,
+    /// The last few that gave way to a newer one: a frame of one of them is out of order.
+    ended: Vec<u64>,
+}
+
+/// Where a frame's publisher session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entered {
+    /// The current session (or the first one seen).
+    Same,
+    /// A new session replaced the current one: its sequence starts afresh.
+    Switched,
+    /// A session that had already given way to a newer one.
+    Stale,
+}
+
+impl Sessions {
+    fn enter(&mut self, session: u64) -> Entered {
+        match self.current {
+            Some(c) if c == session => Entered::Same,
+            None => {
+                self.current = Some(session);
+                Entered::Same
+            }
+            Some(_) if self.ended.contains(&session) => Entered::Stale,
+            Some(old) => {
+                if self.ended.len() == ENDED_SESSIONS {
+                    self.ended.remove(0);
+                }
+                self.ended.push(old);
+                self.current = Some(session);
+                Entered::Switched
+            }
+        }
+    }
+}
+
 impl Sink {
-    fn new(ctx: &Ctx, id: u64) -> Sink {
+    /// A new player's measurements, counted in `ctx.stats`.
+    pub(crate) fn new(ctx: &Ctx, id: u64) -> Sink {
         Sink {
             t0: Instant::now(),
             t0_ns: stamp::realtime_ns(),
@@ -69,6 +118,7 @@ impl Sink {
             tally: PlayerTally::default(),
             last_media: None,
             first_key: false,
+            sessions: Sessions::default(),
             last_seq: None,
             stamped: false,
             clock_base: None,
@@ -90,6 +140,17 @@ impl Sink {
             self.started = true;
             bump(&self.stats.live.connected, 1);
         }
+    }
+
+    /// Video frames received so far.
+    pub(crate) fn frames(&self) -> u64 {
+        self.tally.frames
+    }
+
+    /// The server said the stream ended (its publisher left): the silence until a new
+    /// publisher's first frame is no stall.
+    pub(crate) fn stream_ended(&mut self) {
+        self.last_media = None;
     }
 
     pub(crate) fn bytes(&mut self, n: usize) {
@@ -137,6 +198,19 @@ impl Sink {
                     // connected, and their age is the cache's, not the delivery latency.
                     let lat = stamp::realtime_ns().saturating_sub(s.send_ns) / 1000;
                     h.latency.saturating_record(lat.max(1));
+                }
+                match self.sessions.enter(s.session) {
+                    Entered::Same => {}
+                    Entered::Switched => {
+                        self.tally.switches += 1;
+                        self.last_seq = None;
+                    }
+                    Entered::Stale => {
+                        // A frame of an earlier publisher session after a newer one began.
+                        self.tally.out_of_order += 1;
+                        bump(&self.stats.live.errors, errors + 1);
+                        return;
+                    }
                 }
                 match self.last_seq {
                     Some(last) if s.seq == last.wrapping_add(1) => {}
@@ -309,7 +383,7 @@ fn read_now(
 }
 
 /// Hands received bytes to the player's RTMP client and what it decodes to the sink.
-fn parse(client: &mut Client, buf: &mut BytesMut, sink: &mut Sink) -> Result<(), End> {
+pub(crate) fn parse(client: &mut Client, buf: &mut BytesMut, sink: &mut Sink) -> Result<(), End> {
     let now_ms = sink.t0.elapsed().as_millis() as u64;
     if client.handle_input(buf, now_ms).is_err() {
         return Err(End::Error);
@@ -320,6 +394,7 @@ fn parse(client: &mut Client, buf: &mut BytesMut, sink: &mut Sink) -> Result<(),
             Event::Playing { .. } => sink.playing(),
             Event::Rejected { .. } => return Err(End::Refused),
             Event::Media(m) => sink.media(m.kind, m.timestamp, &m.payload),
+            Event::StreamEof => sink.stream_ended(),
             _ => {}
         }
     }
@@ -369,5 +444,64 @@ async fn play_rtmp(ctx: &Ctx, id: u64, sink: &mut Sink) -> End {
                 End::TimedOut
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stamp::Stamp;
+
+    fn sink() -> Sink {
+        let ctx = Ctx {
+            io: Io::Epoll,
+            target: Target::parse("rtmp://127.0.0.1:1/live/x").expect("target"),
+            deadline: Instant::now(),
+            stats: Arc::default(),
+            verify_every: 1,
+        };
+        Sink::new(&ctx, 0)
+    }
+
+    fn frame(session: u64, seq: u64) -> Bytes {
+        let stamp = Stamp {
+            session,
+            seq,
+            send_ns: stamp::realtime_ns(),
+        };
+        stamp::frame(seq % 30 == 0, stamp, 200)
+    }
+
+    fn errors(s: &Sink) -> u64 {
+        s.tally.gaps + s.tally.corrupt + s.tally.out_of_order
+    }
+
+    #[test]
+    fn a_new_publisher_session_restarts_the_sequence_without_an_error() {
+        let mut s = sink();
+        // Joined mid-stream (a GOP cache replay), then the publisher left and another
+        // started from 0.
+        for seq in 60..70 {
+            s.media(MediaKind::Video, 0, &frame(1, seq));
+        }
+        s.stream_ended();
+        for seq in 0..10 {
+            s.media(MediaKind::Video, 0, &frame(2, seq));
+        }
+        assert_eq!(errors(&s), 0, "{:?}", s.tally);
+        assert_eq!(
+            (s.tally.switches, s.tally.frames, s.tally.stalls),
+            (1, 20, 0)
+        );
+        // Within a session, gaps and reordering still count.
+        s.media(MediaKind::Video, 0, &frame(2, 11));
+        assert_eq!(s.tally.gaps, 1);
+        s.media(MediaKind::Video, 0, &frame(2, 5));
+        assert_eq!(s.tally.out_of_order, 1);
+        // A frame of the session that gave way is out of order, and does not switch back.
+        s.media(MediaKind::Video, 0, &frame(1, 70));
+        assert_eq!((s.tally.out_of_order, s.tally.switches), (2, 1));
+        s.media(MediaKind::Video, 0, &frame(2, 12));
+        assert_eq!(errors(&s), 3, "{:?}", s.tally);
     }
 }

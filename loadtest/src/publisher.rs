@@ -102,6 +102,14 @@ struct Conn {
     bytes: u64,
 }
 
+impl Drop for Conn {
+    /// The publisher leaves: the connection closes whether publishing ended cleanly, failed,
+    /// or was cut off (its future dropped), and the task reading the server's replies ends.
+    fn drop(&mut self) {
+        self.stream.shutdown_both();
+    }
+}
+
 impl Conn {
     async fn flush(&mut self) -> anyhow::Result<()> {
         let out = self.client.borrow_mut().take_output();
@@ -193,7 +201,10 @@ async fn drain(stream: Rc<Stream>, client: Rc<RefCell<Client>>, mut inbuf: Bytes
     }
 }
 
-/// Publishes the synthetic stream until `until`. `on_start` runs once publishing started.
+/// Publishes the synthetic stream until `until`, as a publisher session of its own (a
+/// fresh [`stamp::new_session`] in every frame's stamp), then unpublishes and closes the
+/// connection. `on_start` runs once publishing started. Dropping the future before the end
+/// closes the connection without unpublishing (a publisher that vanishes).
 pub async fn synthetic(
     io: Io,
     target: Target,
@@ -210,6 +221,7 @@ pub async fn synthetic(
         .max(1.0) as u64;
     let frame_interval = Duration::from_secs_f64(1.0 / f64::from(synth.fps.max(1)));
     let audio_size = (AUDIO_BPS / 8 * 1024 / 44_100) as usize;
+    let session = stamp::new_session();
 
     conn.client.borrow_mut().send_metadata(0, &synth.metadata());
     conn.send(
@@ -250,6 +262,7 @@ pub async fn synthetic(
             let payload = stamp::frame(
                 key,
                 Stamp {
+                    session,
                     seq,
                     send_ns: stamp::realtime_ns(),
                 },

@@ -23,6 +23,19 @@ pub enum End {
     Error,
 }
 
+impl End {
+    /// The name used in reports (the `by_end` keys).
+    pub fn name(self) -> &'static str {
+        match self {
+            End::Clean => "clean",
+            End::Refused => "refused",
+            End::Reset => "reset",
+            End::TimedOut => "timed_out",
+            End::Error => "error",
+        }
+    }
+}
+
 /// A new histogram of microseconds, 1 µs to 1 hour, 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
@@ -41,8 +54,12 @@ pub struct PlayerTally {
     pub gaps: u64,
     /// Frames whose checksum did not match.
     pub corrupt: u64,
-    /// Frames that arrived with a sequence number at or below one already seen.
+    /// Frames that arrived with a sequence number at or below one already seen, or from a
+    /// publisher session that had already given way to a newer one.
     pub out_of_order: u64,
+    /// Times the player moved on to a new publisher session (a publisher left and another
+    /// took the stream) while it played.
+    pub switches: u64,
 }
 
 /// Figures one runtime thread gathers; the progress printer and the final report merge them.
@@ -153,6 +170,7 @@ impl Totals {
         self.tally.gaps += t.gaps;
         self.tally.corrupt += t.corrupt;
         self.tally.out_of_order += t.out_of_order;
+        self.tally.switches += t.switches;
     }
 
     /// Merges another thread's totals.
@@ -170,6 +188,7 @@ impl Totals {
         self.tally.gaps += o.tally.gaps;
         self.tally.corrupt += o.tally.corrupt;
         self.tally.out_of_order += o.tally.out_of_order;
+        self.tally.switches += o.tally.switches;
     }
 }
 
@@ -411,6 +430,7 @@ mod tests {
             gaps: 2,
             corrupt: 3,
             out_of_order: 4,
+            switches: 1,
         };
         let mut a = Totals::default();
         a.add(true, End::Clean, &t);
@@ -433,6 +453,7 @@ mod tests {
         );
         assert_eq!(a.tally.frames, 20);
         assert_eq!(a.tally.gaps + a.tally.corrupt + a.tally.out_of_order, 18);
+        assert_eq!(a.tally.switches, 2);
     }
 
     #[test]

@@ -7,10 +7,14 @@
 //! keyframes) filled to the frame's size. The stamp sits at a fixed offset:
 //!
 //! ```text
-//! offset 28: magic "RCLT" · sequence u64 · send time u64 (CLOCK_REALTIME ns) · checksum u64
+//! offset 28: magic "RCLT" · session u64 · sequence u64 · send time u64 (CLOCK_REALTIME ns)
+//!            · checksum u64
 //! ```
 //!
-//! The checksum covers every byte after the stamp, so any corruption of the filler shows.
+//! The session is the publisher session the frame belongs to (a new one each time a
+//! publisher starts), so a player that plays across a publisher's leave and return checks
+//! each session's sequence on its own. The checksum covers every byte after the stamp, so
+//! any corruption of the filler shows.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -20,15 +24,17 @@ pub const MAGIC: [u8; 4] = *b"RCLT";
 const UUID: [u8; 16] = *b"ringcast-loadtst";
 /// Where the magic starts in the tag body.
 pub const STAMP_OFFSET: usize = 5 + 4 + 3 + 16;
-/// Magic + sequence + send time + checksum.
-pub const STAMP_LEN: usize = 4 + 8 + 8 + 8;
+/// Magic + session + sequence + send time + checksum.
+pub const STAMP_LEN: usize = 4 + 8 + 8 + 8 + 8;
 /// The smallest frame: AVC header, SEI NAL unit, and a one-byte slice NAL unit.
 pub const MIN_FRAME: usize = STAMP_OFFSET + STAMP_LEN + 1 + 4 + 1;
 
 /// What a stamp says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
-    /// The frame's sequence number in its stream (0 for the first frame).
+    /// The publisher session (see [`new_session`]): sequence numbers count within it.
+    pub session: u64,
+    /// The frame's sequence number in its publisher session (0 for the first frame).
     pub seq: u64,
     /// When the publisher sent it: CLOCK_REALTIME, nanoseconds.
     pub send_ns: u64,
@@ -50,6 +56,20 @@ pub fn realtime_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A fresh publisher session id: distinct for every call in this process, and (with the
+/// clock and the process id mixed in) unlikely to match another process's.
+pub fn new_session() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let seed = realtime_ns() ^ (u64::from(std::process::id()) << 32);
+    // splitmix64 of (seed, n): a bijection in n, so ids within one process never repeat.
+    let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// A fast 64-bit hash of `bytes`; collisions only need to be unlikely. Four independent
@@ -93,6 +113,7 @@ pub fn frame(key: bool, stamp: Stamp, size: usize) -> Bytes {
     b.put_slice(&[0x06, 0x05, (UUID.len() + STAMP_LEN) as u8]);
     b.put_slice(&UUID);
     b.put_slice(&MAGIC);
+    b.put_u64(stamp.session);
     b.put_u64(stamp.seq);
     b.put_u64(stamp.send_ns);
     let checksum_at = b.len();
@@ -137,10 +158,11 @@ pub fn check_sampled(payload: &[u8], verify: impl FnOnce(u64) -> bool) -> Check 
         return Check::Unstamped;
     }
     let stamp = Stamp {
-        seq: be64(&s[4..]),
-        send_ns: be64(&s[12..]),
+        session: be64(&s[4..]),
+        seq: be64(&s[12..]),
+        send_ns: be64(&s[20..]),
     };
-    if !verify(stamp.seq) || be64(&s[20..]) == checksum(&payload[STAMP_OFFSET + STAMP_LEN..]) {
+    if !verify(stamp.seq) || be64(&s[28..]) == checksum(&payload[STAMP_OFFSET + STAMP_LEN..]) {
         Check::Intact(stamp)
     } else {
         Check::Corrupt(stamp)
@@ -160,6 +182,7 @@ mod tests {
             (true, MIN_FRAME),
         ] {
             let stamp = Stamp {
+                session: 0xDEAD_BEEF_0000_0001,
                 seq: 12_345,
                 send_ns: 1_700_000_000_123_456_789,
             };
@@ -177,7 +200,11 @@ mod tests {
 
     #[test]
     fn any_corrupted_byte_after_the_stamp_is_caught() {
-        let stamp = Stamp { seq: 1, send_ns: 2 };
+        let stamp = Stamp {
+            session: 9,
+            seq: 1,
+            send_ns: 2,
+        };
         let f = frame(false, stamp, 3000);
         for i in (STAMP_OFFSET + STAMP_LEN..f.len()).step_by(97) {
             let mut g = f.to_vec();
@@ -196,13 +223,23 @@ mod tests {
 
     #[test]
     fn sampled_check_hashes_only_the_frames_asked_for() {
-        let stamp = Stamp { seq: 7, send_ns: 1 };
+        let stamp = Stamp {
+            session: 3,
+            seq: 7,
+            send_ns: 1,
+        };
         let mut f = frame(false, stamp, 500).to_vec();
         let last = f.len() - 1;
         f[last] ^= 0xFF;
         assert_eq!(check_sampled(&f, |seq| seq == 7), Check::Corrupt(stamp));
         assert_eq!(check_sampled(&f, |_| false), Check::Intact(stamp));
         assert_eq!(check_sampled(&[0u8; 100], |_| true), Check::Unstamped);
+    }
+
+    #[test]
+    fn session_ids_do_not_repeat() {
+        let ids: std::collections::HashSet<u64> = (0..1000).map(|_| new_session()).collect();
+        assert_eq!(ids.len(), 1000);
     }
 
     #[test]

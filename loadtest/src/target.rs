@@ -120,6 +120,61 @@ pub fn ramp(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// A range of durations a random choice is drawn from (`5s..60s`), or one duration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The shortest.
+    pub lo: Duration,
+    /// The longest.
+    pub hi: Duration,
+}
+
+impl Span {
+    /// The point `frac` (0 to 1) of the way from `lo` to `hi`.
+    pub fn at(self, frac: f64) -> Duration {
+        self.lo + (self.hi - self.lo).mul_f64(frac.clamp(0.0, 1.0))
+    }
+}
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{:?}", self.lo)
+        } else {
+            write!(f, "{:?}..{:?}", self.lo, self.hi)
+        }
+    }
+}
+
+/// Parses a span: `5s..60s`, `500ms..2s`, or one duration (`30s`: always that).
+pub fn span(s: &str) -> Result<Span, String> {
+    let (lo, hi) = match s.split_once("..") {
+        Some((lo, hi)) => (duration(lo.trim())?, duration(hi.trim())?),
+        None => {
+            let d = duration(s.trim())?;
+            (d, d)
+        }
+    };
+    if hi < lo {
+        return Err(format!("{s:?}: the end of the range is before its start"));
+    }
+    Ok(Span { lo, hi })
+}
+
+/// Parses a percentage: `5%` or `5`.
+pub fn percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad percentage {s:?} (e.g. 5%)"))?;
+    if v.is_nan() || v < 0.0 {
+        return Err(format!("percentage must be zero or more: {s:?}"));
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +211,27 @@ mod tests {
         assert!(duration("-1s").is_err());
         assert_eq!(ramp("500/s"), Ok(500.0));
         assert!(ramp("0/s").is_err());
+        let secs = Duration::from_secs;
+        assert_eq!(
+            span("5s..60s"),
+            Ok(Span {
+                lo: secs(5),
+                hi: secs(60)
+            })
+        );
+        assert_eq!(
+            span("30s"),
+            Ok(Span {
+                lo: secs(30),
+                hi: secs(30)
+            })
+        );
+        assert!(span("60s..5s").is_err());
+        assert!(span("5s..").is_err());
+        assert_eq!(span("1s..3s").map(|s| s.at(0.5)), Ok(secs(2)));
+        assert_eq!(percent("5%"), Ok(5.0));
+        assert_eq!(percent("2.5"), Ok(2.5));
+        assert!(percent("-1%").is_err());
+        assert!(percent("lots").is_err());
     }
 }

@@ -7,7 +7,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -78,6 +78,46 @@ impl Run {
             .expect("JSON");
         let _ = std::fs::remove_file(&self.json);
         Finished { stdout, report }
+    }
+}
+
+impl Run {
+    /// Waits at most `limit` for the run (killing it past that, and failing), whatever its
+    /// exit status; it must leave its report.
+    pub fn finish_within(mut self, limit: Duration) -> (ExitStatus, Finished) {
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_string(&mut text);
+                }
+                text
+            })
+        };
+        let stdout = drain(self.child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = drain(self.child.stderr.take().map(|p| Box::new(p) as _));
+        let give_up = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for loadtest") {
+                break status;
+            }
+            if Instant::now() >= give_up {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "loadtest ran past {limit:?}: {}",
+                    stderr.join().unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let stdout = stdout.join().unwrap_or_default();
+        let stderr = stderr.join().unwrap_or_default();
+        let report = std::fs::read(&self.json)
+            .unwrap_or_else(|e| panic!("no report ({e}): {stdout}\n{stderr}"));
+        let _ = std::fs::remove_file(&self.json);
+        let report = serde_json::from_slice(&report).expect("JSON");
+        (status, Finished { stdout, report })
     }
 }
 
