@@ -527,13 +527,7 @@ fn a_create_stream_flood_costs_only_its_sender() {
 #[test]
 fn slow_http_clients_are_cut_at_the_header_timeout() {
     let rc = server("slowloris", "http_header_timeout = \"1s\"");
-    let http: SocketAddr = rc
-        .log()
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-        .expect("http address")
-        .parse()
-        .expect("addr");
+    let http = rc.http;
     let witness = Witness::start(rc.rtmp);
     let started = Instant::now();
     let mut socks: Vec<TcpStream> = (0..300)

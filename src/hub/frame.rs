@@ -32,6 +32,11 @@ pub struct Frame {
     pub payload: Bytes,
     /// The RTMP chunks players are sent.
     pub rtmp: Bytes,
+    /// The FLV tag around `payload` for HTTP-FLV and WebSocket-FLV players: the 11-byte tag
+    /// header, then the 4-byte PreviousTagSize ([`Frame::flv_header`],
+    /// [`Frame::flv_trailer`]). A player writes them and the shared payload as three
+    /// buffers: the payload is never copied.
+    pub flv: Bytes,
     /// A video keyframe carrying coded frames: where a GOP, and a player, may start.
     pub keyframe: bool,
     /// An AVC/HEVC/Enhanced video or AAC/Enhanced audio sequence header.
@@ -76,11 +81,13 @@ impl Frame {
             chunk_size,
             PLAYER_STREAM_ID,
         );
+        let flv = flv_framing(kind, timestamp, payload.len());
         Arc::new(Frame {
             kind,
             timestamp,
             payload,
             rtmp,
+            flv,
             keyframe,
             sequence_header,
             metadata: false,
@@ -115,17 +122,38 @@ impl Frame {
             chunk_size,
             PLAYER_STREAM_ID,
         );
+        let flv = flv_framing(MediaKind::Data, timestamp, body.len());
         Arc::new(Frame {
             kind: MediaKind::Data,
             timestamp,
             payload: body,
             rtmp,
+            flv,
             keyframe: false,
             sequence_header: false,
             metadata,
             clears_metadata,
             track: 0,
         })
+    }
+
+    /// The FLV tag header (11 bytes) of this frame at its own timestamp.
+    pub fn flv_header(&self) -> Bytes {
+        self.flv.slice(..flv::TAG_HEADER_LEN)
+    }
+
+    /// The FLV tag header of this frame moved to `timestamp` (a player whose timeline was
+    /// rebased after a republish): 11 bytes of its own.
+    pub fn flv_header_at(&self, timestamp: u32) -> Bytes {
+        let mut h = self.flv.slice(..flv::TAG_HEADER_LEN).to_vec();
+        let [ext, t2, t1, t0] = timestamp.to_be_bytes();
+        h[4..8].copy_from_slice(&[t2, t1, t0, ext]);
+        Bytes::from(h)
+    }
+
+    /// The FLV PreviousTagSize after this frame's tag (4 bytes).
+    pub fn flv_trailer(&self) -> Bytes {
+        self.flv.slice(flv::TAG_HEADER_LEN..)
     }
 
     /// Metadata and sequence headers: what a player must get even when it skips frames.
@@ -153,6 +181,18 @@ impl Frame {
             stream_id,
         )
     }
+}
+
+/// The FLV tag header and PreviousTagSize of a `kind` tag of `len` bytes at `timestamp`,
+/// in one 15-byte buffer. RTMP bodies are at most 24 bits long, as FLV's are.
+fn flv_framing(kind: MediaKind, timestamp: u32, len: usize) -> Bytes {
+    let tag_type = flv::TagType::from(kind.type_id());
+    let mut out = Vec::with_capacity(flv::TAG_HEADER_LEN + flv::PREVIOUS_TAG_SIZE_LEN);
+    let header = flv::tag_header(tag_type, timestamp, len.min(flv::MAX_DATA_LEN))
+        .unwrap_or([0; flv::TAG_HEADER_LEN]);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&flv::previous_tag_size(len.min(flv::MAX_DATA_LEN)));
+    Bytes::from(out)
 }
 
 fn encode(

@@ -4,8 +4,10 @@
 
 mod admission;
 mod http;
+mod http_flv;
 mod log;
 mod rtmp;
+mod websocket;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;

@@ -29,6 +29,8 @@ pub struct Ringcast {
     proc: Proc,
     /// The RTMP address it bound.
     pub rtmp: SocketAddr,
+    /// The HTTP address it bound.
+    pub http: SocketAddr,
     log: Arc<(Mutex<String>, Condvar)>,
     /// How far [`Ringcast::wait_log`] has read: each wait sees only newer lines.
     seen: std::cell::Cell<usize>,
@@ -79,6 +81,7 @@ impl Ringcast {
         let mut rc = Ringcast {
             proc: Proc(child),
             rtmp: "127.0.0.1:1".parse().expect("addr"),
+            http: "127.0.0.1:1".parse().expect("addr"),
             log,
             seen: std::cell::Cell::new(0),
         };
@@ -88,6 +91,11 @@ impl Ringcast {
             .find_map(|w| w.strip_prefix("rtmp="))
             .expect("rtmp address in the listening line");
         rc.rtmp = addr.parse().expect("rtmp address");
+        let http = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http="))
+            .expect("http address in the listening line");
+        rc.http = http.parse().expect("http address");
         rc
     }
 

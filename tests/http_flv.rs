@@ -1,0 +1,635 @@
+//! HTTP-FLV and WebSocket-FLV playback against the real binary: what ffmpeg publishes
+//! reaches HTTP and WebSocket players byte for byte as RTMP players get it, ffprobe and
+//! ffmpeg read the URL, a player stays across a republish with time that never goes back,
+//! and bad requests get their status.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use common::{Peer, Ringcast, config_file, ffmpeg_publish, run, until};
+use ringcast::flv::{self, Reader, ReaderConfig, TagType};
+use ringcast::rtmp::session::client::{Event, Intent};
+use ringcast::rtmp::session::{Media, MediaKind};
+
+/// How the client reads the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// HTTP/1.1, chunked.
+    Http,
+    /// WebSocket binary messages.
+    Ws,
+}
+
+/// An HTTP-FLV or WebSocket-FLV client reading FLV tags as they come.
+struct FlvClient {
+    sock: TcpStream,
+    kind: Kind,
+    /// The response head.
+    head: String,
+    /// Bytes read, not yet unframed.
+    raw: BytesMut,
+    /// FLV bytes, not yet demuxed.
+    flv: BytesMut,
+    reader: Reader,
+    /// The file header's (audio, video) flags.
+    flags: Option<(bool, bool)>,
+    /// Tags so far, with when they arrived.
+    tags: Vec<(Instant, flv::Tag)>,
+    /// The body ended (chunked terminator, WebSocket close, or EOF).
+    ended: bool,
+    /// WebSocket close code, if one came.
+    close_code: Option<u16>,
+    /// WebSocket pongs received.
+    pongs: Vec<Bytes>,
+}
+
+impl FlvClient {
+    fn open(addr: SocketAddr, path: &str, kind: Kind) -> FlvClient {
+        let mut sock = TcpStream::connect(addr).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_millis(5)))
+            .expect("timeout");
+        let req = match kind {
+            Kind::Http => format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Kind::Ws => format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ),
+        };
+        sock.write_all(req.as_bytes()).expect("request");
+        FlvClient {
+            sock,
+            kind,
+            head: String::new(),
+            raw: BytesMut::new(),
+            flv: BytesMut::new(),
+            reader: Reader::new(ReaderConfig::default()),
+            flags: None,
+            tags: Vec::new(),
+            ended: false,
+            close_code: None,
+            pongs: Vec::new(),
+        }
+    }
+
+    /// Reads what is there and demuxes it.
+    fn pump(&mut self) {
+        let mut buf = [0u8; 65536];
+        while !self.ended {
+            match self.sock.read(&mut buf) {
+                Ok(0) => self.ended = true,
+                Ok(n) => self.raw.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                Err(_) => self.ended = true,
+            }
+        }
+        if self.head.is_empty() {
+            let Some(end) = self.raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return;
+            };
+            self.head = String::from_utf8_lossy(&self.raw.split_to(end + 4)).into_owned();
+        }
+        if !(self.head.starts_with("HTTP/1.1 200") || self.head.starts_with("HTTP/1.1 101")) {
+            // An answer, not a stream: its body stays in `raw`.
+            return;
+        }
+        self.unframe();
+        let now = Instant::now();
+        while let Some(item) = self.reader.read(&mut self.flv).expect("valid FLV") {
+            match item {
+                flv::Item::Header {
+                    has_audio,
+                    has_video,
+                } => self.flags = Some((has_audio, has_video)),
+                flv::Item::Tag(t) => self.tags.push((now, t)),
+            }
+        }
+    }
+
+    fn unframe(&mut self) {
+        let chunked = self.head.contains("chunked");
+        loop {
+            match self.kind {
+                Kind::Http if chunked => {
+                    let Some(eol) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                        return;
+                    };
+                    let size = usize::from_str_radix(
+                        std::str::from_utf8(&self.raw[..eol]).expect("chunk size"),
+                        16,
+                    )
+                    .expect("hex chunk size");
+                    if self.raw.len() < eol + 2 + size + 2 {
+                        return;
+                    }
+                    self.raw.advance(eol + 2);
+                    let data = self.raw.split_to(size);
+                    assert_eq!(&self.raw[..2], b"\r\n", "chunk trailer");
+                    self.raw.advance(2);
+                    if size == 0 {
+                        self.ended = true;
+                        return;
+                    }
+                    self.flv.extend_from_slice(&data);
+                }
+                Kind::Http => {
+                    let all = self.raw.split();
+                    self.flv.extend_from_slice(&all);
+                    return;
+                }
+                Kind::Ws => {
+                    if self.raw.len() < 2 {
+                        return;
+                    }
+                    assert_eq!(self.raw[1] & 0x80, 0, "server frames are unmasked");
+                    let (len, at) = match self.raw[1] & 0x7F {
+                        126 if self.raw.len() >= 4 => (
+                            usize::from(u16::from_be_bytes([self.raw[2], self.raw[3]])),
+                            4,
+                        ),
+                        127 if self.raw.len() >= 10 => {
+                            let mut b = [0u8; 8];
+                            b.copy_from_slice(&self.raw[2..10]);
+                            (u64::from_be_bytes(b) as usize, 10)
+                        }
+                        126 | 127 => return,
+                        n => (usize::from(n), 2),
+                    };
+                    if self.raw.len() < at + len {
+                        return;
+                    }
+                    let op = self.raw[0] & 0x0F;
+                    self.raw.advance(at);
+                    let payload = self.raw.split_to(len).freeze();
+                    match op {
+                        2 => self.flv.extend_from_slice(&payload),
+                        8 => {
+                            self.close_code = (payload.len() >= 2)
+                                .then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                            self.ended = true;
+                            return;
+                        }
+                        10 => self.pongs.push(payload),
+                        other => panic!("unexpected server opcode {other}"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one masked client frame.
+    fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
+        let mask = [9u8, 8, 7, 6];
+        let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.sock.write_all(&f).expect("frame");
+    }
+
+    /// Audio and video tags, as (kind, timestamp, data).
+    fn media(&self) -> Vec<(MediaKind, u32, Bytes)> {
+        self.tags
+            .iter()
+            .filter_map(|(_, t)| {
+                let kind = match t.tag_type {
+                    TagType::Audio => MediaKind::Audio,
+                    TagType::Video => MediaKind::Video,
+                    _ => return None,
+                };
+                Some((kind, t.timestamp, t.data.clone()))
+            })
+            .collect()
+    }
+}
+
+/// Pumps `clients` until `done` holds (15 s at most).
+fn wait(what: &str, clients: &mut [&mut FlvClient], done: impl Fn(&[&mut FlvClient]) -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(15);
+    while !done(clients) {
+        assert!(Instant::now() < give_up, "timed out waiting for {what}");
+        for c in clients.iter_mut() {
+            c.pump();
+        }
+    }
+}
+
+/// The start every FLV player must see: metadata first, both sequence headers, and a video
+/// keyframe as the first coded picture.
+fn check_start(c: &FlvClient, what: &str) {
+    assert_eq!(c.flags, Some((true, true)), "{what}: FLV header flags");
+    let first = &c.tags[0].1;
+    assert_eq!(first.tag_type, TagType::Script, "{what}: metadata first");
+    let media = c.media();
+    let avc_header = media
+        .iter()
+        .position(|(k, _, d)| *k == MediaKind::Video && d.get(1) == Some(&0))
+        .expect("AVC sequence header");
+    let aac_header = media
+        .iter()
+        .position(|(k, _, d)| *k == MediaKind::Audio && d.get(1) == Some(&0))
+        .expect("AAC sequence header");
+    let first_picture = media
+        .iter()
+        .position(|(k, _, d)| *k == MediaKind::Video && d.get(1) == Some(&1))
+        .expect("a picture");
+    assert!(
+        avc_header < first_picture && aac_header < first_picture,
+        "{what}"
+    );
+    assert_eq!(
+        media[first_picture].2[0] >> 4,
+        1,
+        "{what}: starts at a keyframe"
+    );
+}
+
+#[test]
+fn http_and_websocket_players_get_what_rtmp_players_get() {
+    let rc = Ringcast::start(&["--cores", "2"]);
+    let url = rc.url("cam");
+    let _ffmpeg = ffmpeg_publish(
+        &url,
+        10,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-bf",
+            "2",
+            "-g",
+            "30",
+            "-b:v",
+            "500k",
+            "-c:a",
+            "aac",
+        ],
+    );
+    rc.wait_log("publish", Duration::from_secs(10));
+    // Join once the first GOP is cached, all three at once.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut rtmp = Peer::connect(rc.rtmp, Intent::Play("cam".into()));
+    let mut http = FlvClient::open(rc.http, "/live/cam.flv", Kind::Http);
+    let mut ws = FlvClient::open(rc.http, "/live/cam.flv", Kind::Ws);
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        rtmp.pump();
+        http.pump();
+        ws.pump();
+    }
+    assert!(
+        http.head.starts_with("HTTP/1.1 200 OK\r\n"),
+        "{}",
+        http.head
+    );
+    for h in [
+        "Content-Type: video/x-flv",
+        "Transfer-Encoding: chunked",
+        "Access-Control-Allow-Origin: *",
+        "Cache-Control: no-cache",
+    ] {
+        assert!(http.head.contains(h), "{h} in {}", http.head);
+    }
+    assert!(ws.head.starts_with("HTTP/1.1 101"), "{}", ws.head);
+    assert!(
+        ws.head
+            .contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
+    check_start(&http, "HTTP-FLV");
+    check_start(&ws, "WebSocket-FLV");
+    // Byte for byte what the RTMP player got, from the same start.
+    let want: Vec<(MediaKind, u32, Bytes)> = rtmp
+        .media()
+        .into_iter()
+        .filter(|m| m.kind != MediaKind::Data)
+        .map(
+            |Media {
+                 kind,
+                 timestamp,
+                 payload,
+             }| (kind, timestamp, payload),
+        )
+        .collect();
+    for (c, what) in [(&http, "HTTP-FLV"), (&ws, "WebSocket-FLV")] {
+        let got = c.media();
+        let n = got.len().min(want.len());
+        assert!(n > 60, "{what}: only {n} tags in 3 s");
+        assert!(
+            got[..n - 10] == want[..n - 10],
+            "{what}: payloads differ from RTMP"
+        );
+    }
+    drop((http, ws, rtmp));
+
+    // ffprobe and ffmpeg take the URL.
+    let http_url = format!("http://{}/live/cam.flv", rc.http);
+    let (ok, out) = run(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+            &http_url,
+        ]),
+        Duration::from_secs(15),
+    );
+    assert!(
+        ok && out.contains("h264") && out.contains("aac"),
+        "ffprobe: {out}"
+    );
+    let rec = common::tmp("http-rec.flv");
+    let (ok, out) = common::ffmpeg_record(&http_url, 2, &rec);
+    assert!(ok, "ffmpeg -i {http_url}: {out}");
+    let data = std::fs::read(&rec).expect("recording");
+    assert!(data.len() > 20_000, "{} bytes recorded", data.len());
+    let _ = std::fs::remove_file(&rec);
+}
+
+/// A synthetic publisher's stream of `frames` frames from `ts0`, its sequence headers
+/// marked with `tag` so two publishers can be told apart.
+fn synthetic(tag: u8, frames: u32) -> Vec<Media> {
+    let mut out = vec![
+        Media {
+            kind: MediaKind::Video,
+            timestamp: 0,
+            payload: Bytes::from(vec![0x17, 0, 0, 0, 0, 1, 0x64, 0, tag]),
+        },
+        Media {
+            kind: MediaKind::Audio,
+            timestamp: 0,
+            payload: Bytes::from(vec![0xAF, 0, 0x12, tag]),
+        },
+    ];
+    for i in 0..frames {
+        let key = i % 15 == 0;
+        out.push(Media {
+            kind: MediaKind::Video,
+            timestamp: i * 33,
+            payload: Bytes::from(vec![
+                if key { 0x17 } else { 0x27 },
+                1,
+                0,
+                0,
+                0,
+                tag,
+                i as u8,
+            ]),
+        });
+        out.push(Media {
+            kind: MediaKind::Audio,
+            timestamp: i * 33,
+            payload: Bytes::from(vec![0xAF, 1, tag, i as u8]),
+        });
+    }
+    out
+}
+
+/// Publishes `media` paced at ~10x real time, then closes.
+fn publish(addr: SocketAddr, name: &str, media: &[Media], clients: &mut [&mut FlvClient]) {
+    let mut p = Peer::connect(addr, Intent::Publish(name.into()));
+    until("publishing", &mut [&mut p], |p| {
+        p[0].has(|e| matches!(e, Event::Publishing { .. }))
+    });
+    for m in media.chunks(4) {
+        for x in m {
+            p.client.send_media(x);
+        }
+        p.pump();
+        for c in clients.iter_mut() {
+            c.pump();
+        }
+        std::thread::sleep(Duration::from_millis(13));
+    }
+}
+
+#[test]
+fn a_player_stays_across_a_republish_and_its_time_never_goes_back() {
+    let cfg = config_file("republish-http", "write_coalesce = \"0s\"\n");
+    let rc = Ringcast::start(&["--cores", "2", "--config", cfg.to_str().expect("path")]);
+    let mut http = FlvClient::open(rc.http, "/live/re.flv", Kind::Http);
+    let mut ws = FlvClient::open(rc.http, "/live/re.flv", Kind::Ws);
+    publish(rc.rtmp, "re", &synthetic(1, 60), &mut [&mut http, &mut ws]);
+    wait(
+        "the first publisher's last frame",
+        &mut [&mut http, &mut ws],
+        |c| {
+            c.iter()
+                .all(|c| c.media().iter().any(|(_, _, d)| d.ends_with(&[1, 59])))
+        },
+    );
+    // The publisher went away; a new one starts its clock at 0 again.
+    rc.wait_log("unpublished", Duration::from_secs(5));
+    publish(rc.rtmp, "re", &synthetic(2, 40), &mut [&mut http, &mut ws]);
+    wait(
+        "the second publisher's last frame",
+        &mut [&mut http, &mut ws],
+        |c| {
+            c.iter()
+                .all(|c| c.media().iter().any(|(_, _, d)| d.ends_with(&[2, 39])))
+        },
+    );
+    for (c, what) in [(&http, "HTTP-FLV"), (&ws, "WebSocket-FLV")] {
+        assert!(!c.ended, "{what}: the body ended at the republish");
+        let ts: Vec<u32> = c.tags.iter().map(|(_, t)| t.timestamp).collect();
+        assert!(
+            ts.windows(2).all(|w| w[1] >= w[0]),
+            "{what}: time went back: {ts:?}"
+        );
+        let media = c.media();
+        let header2 = media
+            .iter()
+            .position(|(k, _, d)| *k == MediaKind::Video && d.len() == 9 && d[8] == 2)
+            .expect("the new sequence header");
+        let key2 = media
+            .iter()
+            .position(|(k, _, d)| {
+                *k == MediaKind::Video && d[0] == 0x17 && d.len() == 7 && d[5] == 2
+            })
+            .expect("the new keyframe");
+        assert!(header2 < key2, "{what}: the new header after its keyframe");
+        // The new timeline continues where the old one ended (59 * 33 ms).
+        assert!(media[key2].1 >= 59 * 33, "{what}: {} ms", media[key2].1);
+    }
+}
+
+#[test]
+fn websocket_pings_are_answered_and_garbage_closes_the_connection() {
+    let rc = Ringcast::start(&["--cores", "1"]);
+    let mut ws = FlvClient::open(rc.http, "/live/w.flv", Kind::Ws);
+    publish(rc.rtmp, "w", &synthetic(1, 10), &mut [&mut ws]);
+    ws.send_frame(0x9, b"are you there");
+    wait("a pong", &mut [&mut ws], |c| !c[0].pongs.is_empty());
+    assert_eq!(&ws.pongs[0][..], b"are you there");
+    // An unmasked frame is not from a client: closed with 1002.
+    ws.sock.write_all(&[0x89, 0]).expect("garbage");
+    wait("the close", &mut [&mut ws], |c| c[0].ended);
+    assert_eq!(ws.close_code, Some(1002));
+    // A clean close is answered with a close.
+    let mut ws = FlvClient::open(rc.http, "/live/w.flv", Kind::Ws);
+    wait("the answer", &mut [&mut ws], |c| !c[0].head.is_empty());
+    ws.send_frame(0x8, &1000u16.to_be_bytes());
+    wait("the close", &mut [&mut ws], |c| c[0].ended);
+    assert_eq!(ws.close_code, Some(1000));
+}
+
+#[test]
+fn a_stream_nobody_publishes_is_not_found_after_play_wait() {
+    let cfg = config_file("notfound-http", "play_wait = \"1s\"\n");
+    let rc = Ringcast::start(&["--cores", "1", "--config", cfg.to_str().expect("path")]);
+    let started = Instant::now();
+    let mut http = FlvClient::open(rc.http, "/live/none.flv", Kind::Http);
+    let mut ws = FlvClient::open(rc.http, "/live/none.flv", Kind::Ws);
+    wait("the ends", &mut [&mut http, &mut ws], |c| {
+        c.iter().all(|c| c.ended)
+    });
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(http.head.starts_with("HTTP/1.1 404"), "{}", http.head);
+    assert_eq!(ws.close_code, Some(4404));
+}
+
+/// Sends `req` and returns the status line of the answer (or "closed").
+fn status_of(addr: SocketAddr, req: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let _ = s.write_all(req);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    text.lines().next().unwrap_or("closed").to_owned()
+}
+
+#[test]
+fn bad_requests_get_their_status_and_disturb_nobody() {
+    let cfg = config_file("bad-http", "http_header_timeout = \"2s\"\n");
+    let rc = Ringcast::start(&["--cores", "2", "--config", cfg.to_str().expect("path")]);
+    // A witness HTTP-FLV player of a live stream.
+    let mut witness = FlvClient::open(rc.http, "/live/ok.flv", Kind::Http);
+    let mut p = Peer::connect(rc.rtmp, Intent::Publish("ok".into()));
+    until("publishing", &mut [&mut p], |p| {
+        p[0].has(|e| matches!(e, Event::Publishing { .. }))
+    });
+    let stream = synthetic(1, 600);
+    let mut next = 0;
+    let mut feed = |p: &mut Peer, witness: &mut FlvClient| {
+        for m in &stream[next.min(stream.len())..(next + 4).min(stream.len())] {
+            p.client.send_media(m);
+        }
+        next += 4;
+        p.pump();
+        witness.pump();
+    };
+    for _ in 0..10 {
+        feed(&mut p, &mut witness);
+    }
+    let h = rc.http;
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            b"\x16\x03\x01\x02\x00garbage\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            {
+                let mut r = b"GET /live/ok.flv HTTP/1.1\r\n".to_vec();
+                for i in 0..70 {
+                    r.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+                }
+                r.extend_from_slice(b"\r\n");
+                r
+            },
+            "HTTP/1.1 431",
+        ),
+        (
+            {
+                let mut r = b"GET /live/ok.flv HTTP/1.1\r\nX: ".to_vec();
+                r.resize(17 * 1024, b'a');
+                r
+            },
+            "HTTP/1.1 431",
+        ),
+        (
+            b"POST /live/ok.flv HTTP/1.1\r\n\r\n".to_vec(),
+            "HTTP/1.1 405",
+        ),
+        (
+            b"GET /nothing/here HTTP/1.1\r\n\r\n".to_vec(),
+            "HTTP/1.1 404",
+        ),
+        (
+            b"OPTIONS /live/ok.flv HTTP/1.1\r\n\r\n".to_vec(),
+            "HTTP/1.1 204",
+        ),
+        (
+            b"HEAD /live/ok.flv HTTP/1.1\r\n\r\n".to_vec(),
+            "HTTP/1.1 200",
+        ),
+        (
+            b"HEAD /live/none.flv HTTP/1.1\r\n\r\n".to_vec(),
+            "HTTP/1.1 404",
+        ),
+    ];
+    for (req, want) in cases {
+        let got = status_of(h, &req);
+        assert!(got.starts_with(want), "{want}: got {got:?}");
+        feed(&mut p, &mut witness);
+    }
+    // One byte a second: closed at the header timeout.
+    let mut slow = TcpStream::connect(h).expect("connect");
+    slow.set_read_timeout(Some(Duration::from_millis(10)))
+        .expect("timeout");
+    let started = Instant::now();
+    let closed = loop {
+        if slow.write_all(b"G").is_err() {
+            break started.elapsed();
+        }
+        match slow.read(&mut [0u8; 64]) {
+            Ok(0) | Err(_) if !matches!(slow.read(&mut [0u8; 1]), Err(ref e) if e.kind() == ErrorKind::WouldBlock) =>
+            {
+                break started.elapsed();
+            }
+            _ => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a slow head held"
+        );
+        for _ in 0..8 {
+            feed(&mut p, &mut witness);
+            std::thread::sleep(Duration::from_millis(13));
+        }
+    };
+    assert!(
+        closed >= Duration::from_millis(1900),
+        "closed after {closed:?}"
+    );
+    // The witness never waited more than a second.
+    for _ in 0..20 {
+        feed(&mut p, &mut witness);
+        std::thread::sleep(Duration::from_millis(13));
+    }
+    let arrivals: Vec<Instant> = witness.tags.iter().map(|(t, _)| *t).collect();
+    let worst = arrivals
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]))
+        .max()
+        .expect("tags");
+    assert!(
+        worst < Duration::from_secs(1),
+        "the witness waited {worst:?}"
+    );
+    assert!(!witness.ended);
+}
