@@ -95,6 +95,12 @@ pub struct Config {
     /// cannot hold it). Default `10s`.
     #[serde(with = "humantime")]
     pub http_header_timeout: Duration,
+    /// The mpegts.js script the player page (`GET /APP/STREAM`) loads. Default: mpegts.js
+    /// 1.8.2 on jsDelivr; point it at a copy of your own to serve players without a CDN.
+    pub player_script: String,
+    /// The Subresource Integrity hash of `player_script` (the browser refuses a script
+    /// that does not match); empty: none. Default: the hash of mpegts.js 1.8.2.
+    pub player_script_integrity: String,
     /// Largest RTMP message accepted, in bytes. Default 16 MiB. Commands are held to
     /// 64 KiB and data messages (metadata) to 512 KiB whatever this says.
     pub max_message_size: u32,
@@ -147,6 +153,9 @@ impl Default for Config {
             max_connections_per_core: 20_000,
             max_connections_per_ip: 0,
             http_header_timeout: Duration::from_secs(10),
+            player_script: "https://cdn.jsdelivr.net/npm/mpegts.js@1.8.2/dist/mpegts.js".to_owned(),
+            player_script_integrity:
+                "sha384-sQp+4cJv0jChNCYvgy6W0RSfQZB/w6d3ZTDoIBlY4Uorfw4PLS56T2yM2z47bSkl".to_owned(),
             max_message_size: 16 << 20,
             max_message_rate: 2000,
             chunk_size: 60_000,

@@ -565,10 +565,7 @@ fn bad_requests_get_their_status_and_disturb_nobody() {
             b"POST /live/ok.flv HTTP/1.1\r\n\r\n".to_vec(),
             "HTTP/1.1 405",
         ),
-        (
-            b"GET /nothing/here HTTP/1.1\r\n\r\n".to_vec(),
-            "HTTP/1.1 404",
-        ),
+        (b"GET /nothing HTTP/1.1\r\n\r\n".to_vec(), "HTTP/1.1 404"),
         (
             b"OPTIONS /live/ok.flv HTTP/1.1\r\n\r\n".to_vec(),
             "HTTP/1.1 204",
@@ -632,4 +629,40 @@ fn bad_requests_get_their_status_and_disturb_nobody() {
         "the witness waited {worst:?}"
     );
     assert!(!witness.ended);
+}
+
+/// The body of a `GET path` answer.
+fn get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .expect("request");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn the_index_lists_live_streams_and_each_has_a_player_page() {
+    let rc = Ringcast::start(&["--cores", "2"]);
+    let mut p = Peer::connect(rc.rtmp, Intent::Publish("listed".into()));
+    until("publishing", &mut [&mut p], |p| {
+        p[0].has(|e| matches!(e, Event::Publishing { .. }))
+    });
+    // Whichever core answers knows the stream (the owner announced it).
+    for _ in 0..4 {
+        let index = get(rc.http, "/");
+        assert!(index.starts_with("HTTP/1.1 200"), "{index}");
+        assert!(
+            index.contains("<a href=\"/live/listed\">live/listed</a>"),
+            "{index}"
+        );
+    }
+    let page = get(rc.http, "/live/listed");
+    assert!(page.contains("Content-Type: text/html"), "{page}");
+    let cfg = ringcast::config::Config::default();
+    assert!(page.contains(&format!("src=\"{}\"", cfg.player_script)));
+    assert!(page.contains(&format!("integrity=\"{}\"", cfg.player_script_integrity)));
+    assert!(page.contains("data-stream=\"live/listed\""));
 }

@@ -630,6 +630,24 @@ impl Hub {
         self.directory.contains_key(key) || self.streams.get(key).is_some_and(|s| s.live())
     }
 
+    /// The keys of every stream published on any core, sorted.
+    pub fn live_streams(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .directory
+            .keys()
+            .cloned()
+            .chain(
+                self.streams
+                    .iter()
+                    .filter(|(_, s)| s.live())
+                    .map(|(k, _)| k.clone()),
+            )
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     /// Handles a message from another core.
     pub fn handle(&mut self, msg: CoreMsg, now: Instant) {
         match msg {

@@ -161,23 +161,32 @@ fn percent_decode(s: &str) -> Option<String> {
 pub(crate) enum Route {
     /// `/APP/STREAM.flv`: the stream's hub key.
     Flv(String),
+    /// `/`: the list of live streams.
+    Index,
+    /// `/APP/STREAM`: the player page of that stream.
+    Page(String),
     /// Nothing here.
     NotFound,
 }
 
 /// Routes a decoded path.
 pub(crate) fn route(path: &str) -> Route {
+    if path == "/" {
+        return Route::Index;
+    }
     let Some(rest) = path.strip_prefix('/') else {
         return Route::NotFound;
     };
     let Some((app, name)) = rest.split_once('/') else {
         return Route::NotFound;
     };
+    if app.is_empty() || name.is_empty() || name.ends_with('/') {
+        return Route::NotFound;
+    }
     match name.strip_suffix(".flv") {
-        Some(stream) if !app.is_empty() && !stream.is_empty() => {
-            Route::Flv(stream_key(app, stream))
-        }
-        _ => Route::NotFound,
+        Some("") => Route::NotFound,
+        Some(stream) => Route::Flv(stream_key(app, stream)),
+        None => Route::Page(stream_key(app, name)),
     }
 }
 
@@ -253,7 +262,16 @@ async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, deadline: Insta
                 answer(&stream, 404, "Not Found", &[]).await;
             }
         }
-        (_, Route::Flv(_)) => {
+        ("GET" | "HEAD", Route::Index) => {
+            let streams = core.hub.borrow().live_streams();
+            let body = super::page::index(&streams);
+            html(&stream, &body, req.method == "HEAD").await;
+        }
+        ("GET" | "HEAD", Route::Page(key)) => {
+            let body = super::page::player(&core.config, &key);
+            html(&stream, &body, req.method == "HEAD").await;
+        }
+        (_, Route::Flv(_) | Route::Index | Route::Page(_)) => {
             answer(
                 &stream,
                 405,
@@ -264,6 +282,20 @@ async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, deadline: Insta
         }
         (_, Route::NotFound) => answer(&stream, 404, "Not Found", &[]).await,
     }
+}
+
+/// Sends an HTML page, then closes.
+async fn html(stream: &Stream, body: &str, head_only: bool) {
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
+         Cache-Control: no-cache\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if !head_only {
+        out.push_str(body);
+    }
+    let _ = stream.write_all(Bytes::from(out)).await;
+    finish(stream).await;
 }
 
 /// Sends a short answer with `status`, then closes.
@@ -356,7 +388,9 @@ mod tests {
         assert_eq!(route("/live/a/b.flv"), Route::Flv("live/a/b".into()));
         assert_eq!(route("/live/.flv"), Route::NotFound);
         assert_eq!(route("/cam.flv"), Route::NotFound);
-        assert_eq!(route("/live/cam"), Route::NotFound);
-        assert_eq!(route("/"), Route::NotFound);
+        assert_eq!(route("/live/cam"), Route::Page("live/cam".into()));
+        assert_eq!(route("/"), Route::Index);
+        assert_eq!(route("/live/"), Route::NotFound);
+        assert_eq!(route("/favicon.ico"), Route::NotFound);
     }
 }

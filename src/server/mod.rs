@@ -6,6 +6,7 @@ mod admission;
 mod http;
 mod http_flv;
 mod log;
+mod page;
 mod rtmp;
 mod websocket;
 
