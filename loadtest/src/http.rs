@@ -1,4 +1,5 @@
-//! The HTTP-FLV player: `GET /PATH.flv`, then an FLV byte stream (plain or chunked).
+//! The HTTP-FLV and WebSocket-FLV player: `GET /PATH.flv` (with an upgrade for
+//! WebSocket), then an FLV byte stream: plain, chunked, or in binary WebSocket messages.
 
 use std::time::Instant;
 
@@ -23,6 +24,50 @@ enum Chunked {
     DataEnd,
     /// The terminating zero-size chunk was seen.
     Done,
+}
+
+/// Moves the payloads of whole server WebSocket frames from `input` to `out`: binary
+/// messages carry the FLV bytes, pings and pongs are skipped. `Ok(true)` once a close frame
+/// came; `Err` on a masked or malformed frame.
+fn unframe_ws(input: &mut BytesMut, out: &mut BytesMut) -> Result<bool, ()> {
+    loop {
+        let Some(&[b0, b1]) = input
+            .get(..2)
+            .map(|h| <&[u8; 2]>::try_from(h).ok())
+            .flatten()
+        else {
+            return Ok(false);
+        };
+        if b1 & 0x80 != 0 {
+            return Err(());
+        }
+        let (len, at) = match b1 & 0x7F {
+            126 => match input.get(2..4) {
+                Some(b) => (usize::from(u16::from_be_bytes([b[0], b[1]])), 4),
+                None => return Ok(false),
+            },
+            127 => match input.get(2..10) {
+                Some(b) => {
+                    let mut n = [0u8; 8];
+                    n.copy_from_slice(b);
+                    (usize::try_from(u64::from_be_bytes(n)).map_err(|_| ())?, 10)
+                }
+                None => return Ok(false),
+            },
+            n => (usize::from(n), 2),
+        };
+        if input.len() < at + len {
+            return Ok(false);
+        }
+        input.advance(at);
+        let payload = input.split_to(len);
+        match b0 & 0x0F {
+            0 | 2 => out.extend_from_slice(&payload),
+            8 => return Ok(true),
+            9 | 10 => {}
+            _ => return Err(()),
+        }
+    }
 }
 
 /// Moves decoded body bytes from `input` to `out`. `Err` on a malformed chunk framing.
@@ -95,8 +140,15 @@ pub async fn play_http(ctx: &Ctx, sink: &mut Sink) -> End {
         Ok(s) => s,
         Err(end) => return end,
     };
+    let ws = ctx.target.scheme == crate::target::Scheme::Ws;
+    let upgrade = if ws {
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: cmluZ2Nhc3QtbG9hZHRlc3Q=\r\n"
+    } else {
+        ""
+    };
     let req = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ringcast-loadtest\r\nAccept: */*\r\n\r\n",
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ringcast-loadtest\r\nAccept: */*\r\n{upgrade}\r\n",
         ctx.target.stream, ctx.target.authority
     );
     if let Err(e) = stream.write_all(req.into_bytes().into()).await {
@@ -107,6 +159,7 @@ pub async fn play_http(ctx: &Ctx, sink: &mut Sink) -> End {
     let mut chunked: Option<Chunked> = None;
     let mut in_body = false;
     let mut flv = Reader::default();
+    let mut ws_closed = false;
     loop {
         raw = match read_some(ctx, sink, &stream, raw, 64 * 1024).await {
             Ok(b) => b,
@@ -121,8 +174,13 @@ pub async fn play_http(ctx: &Ctx, sink: &mut Sink) -> End {
             };
             let head = raw.split_to(end + 4);
             match parse_head(&head) {
-                Some((200, is_chunked)) => {
+                Some((200, is_chunked)) if !ws => {
                     chunked = is_chunked.then_some(Chunked::Size);
+                    in_body = true;
+                    sink.connected();
+                    sink.playing();
+                }
+                Some((101, _)) if ws => {
                     in_body = true;
                     sink.connected();
                     sink.playing();
@@ -132,6 +190,10 @@ pub async fn play_http(ctx: &Ctx, sink: &mut Sink) -> End {
             }
         }
         match chunked.as_mut() {
+            _ if ws => match unframe_ws(&mut raw, &mut body) {
+                Ok(closed) => ws_closed = closed,
+                Err(()) => return End::Error,
+            },
             Some(state) => {
                 if dechunk(state, &mut raw, &mut body).is_err() {
                     return End::Error;
@@ -154,7 +216,7 @@ pub async fn play_http(ctx: &Ctx, sink: &mut Sink) -> End {
                 Err(_) => return End::Error,
             }
         }
-        if chunked == Some(Chunked::Done) {
+        if chunked == Some(Chunked::Done) || ws_closed {
             return if Instant::now() >= ctx.deadline {
                 End::Clean
             } else {
@@ -188,6 +250,34 @@ mod tests {
         let mut state = Chunked::Size;
         let mut out = BytesMut::new();
         assert!(dechunk(&mut state, &mut BytesMut::from(&b"zz\r\n"[..]), &mut out).is_err());
+    }
+
+    #[test]
+    fn unframes_websocket_messages_across_splits() {
+        let mut wire = vec![0x82, 5];
+        wire.extend_from_slice(b"hello");
+        wire.extend_from_slice(&[0x89, 0]); // a ping: skipped
+        wire.extend_from_slice(&[0x82, 126, 0, 7]);
+        wire.extend_from_slice(b", world");
+        wire.extend_from_slice(&[0x88, 2, 3, 232]);
+        for split in 1..wire.len() {
+            let mut input = BytesMut::new();
+            let mut out = BytesMut::new();
+            let mut closed = false;
+            for piece in wire.chunks(split) {
+                input.extend_from_slice(piece);
+                closed = unframe_ws(&mut input, &mut out).expect("valid");
+            }
+            assert_eq!(&out[..], b"hello, world", "split {split}");
+            assert!(closed);
+        }
+        assert!(
+            unframe_ws(
+                &mut BytesMut::from(&[0x82u8, 0x81, 1, 2, 3, 4, 0][..]),
+                &mut BytesMut::new()
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -274,7 +274,7 @@ pub async fn play(ctx: Rc<Ctx>, id: u64) -> (bool, End, PlayerTally) {
     let mut sink = Sink::new(&ctx, id);
     let end = match ctx.target.scheme {
         Scheme::Rtmp => play_rtmp(&ctx, id, &mut sink).await,
-        Scheme::Http => crate::http::play_http(&ctx, &mut sink).await,
+        Scheme::Http | Scheme::Ws => crate::http::play_http(&ctx, &mut sink).await,
     };
     sink.finish(end)
 }

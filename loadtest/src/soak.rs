@@ -70,9 +70,13 @@ pub struct SoakArgs {
     /// leaves, and another joins in its place.
     #[arg(long, default_value_t = 200)]
     players: u32,
-    /// Kinds of well-behaved players, comma-separated, taken in turn.
+    /// Kinds of well-behaved players, comma-separated, taken in turn: rtmp, http-flv,
+    /// ws-flv.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "rtmp")]
     player_kind: Vec<PlayerKind>,
+    /// The server's HTTP address (HOST:PORT), for http-flv and ws-flv players.
+    #[arg(long)]
+    http: Option<String>,
     /// How long a well-behaved player stays: random in this range (e.g. 5s..60s).
     #[arg(long, default_value = "5s..60s", value_parser = target::span)]
     player_life: Span,
@@ -141,20 +145,38 @@ pub struct SoakArgs {
 }
 
 /// A kind of well-behaved player. Every kind plays the soak's streams through
-/// [`player::play`] and is checked the same way; a new kind (HTTP-FLV, once the server
-/// serves it) is a variant here and its URL in [`PlayerKind::target`].
+/// [`player::play`] and is checked the same way; a new kind is a variant here and its URL
+/// in [`PlayerKind::target`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum PlayerKind {
     /// RTMP players on ringcast's client session.
     Rtmp,
+    /// HTTP-FLV players (`http://HTTP/APP/STREAM.flv`, with `--http`).
+    HttpFlv,
+    /// WebSocket-FLV players (`ws://HTTP/APP/STREAM.flv`, with `--http`).
+    WsFlv,
 }
 
 impl PlayerKind {
-    /// Where a player of this kind plays stream `name`; `base` is `rtmp://HOST:PORT/APP`.
-    fn target(self, base: &str, name: &str) -> anyhow::Result<Target> {
+    /// Where a player of this kind plays stream `name`; `base` is `rtmp://HOST:PORT/APP`,
+    /// `http` the server's HTTP address (`HOST:PORT`).
+    fn target(self, base: &str, http: Option<&str>, name: &str) -> anyhow::Result<Target> {
+        let app = base.rsplit('/').next().unwrap_or("live");
+        let http = || http.context("HTTP-FLV and WebSocket-FLV players need --http HOST:PORT");
         match self {
             PlayerKind::Rtmp => Target::parse(&format!("{base}/{name}")),
+            PlayerKind::HttpFlv => Target::parse(&format!("http://{}/{app}/{name}.flv", http()?)),
+            PlayerKind::WsFlv => Target::parse(&format!("ws://{}/{app}/{name}.flv", http()?)),
+        }
+    }
+
+    /// The kind's name in reports.
+    fn name(self) -> &'static str {
+        match self {
+            PlayerKind::Rtmp => "rtmp",
+            PlayerKind::HttpFlv => "http-flv",
+            PlayerKind::WsFlv => "ws-flv",
         }
     }
 }
@@ -506,11 +528,16 @@ pub fn run(a: &SoakArgs) -> anyhow::Result<bool> {
     let targets = a
         .player_kind
         .iter()
-        .map(|k| names.iter().map(|n| k.target(&base, n)).collect())
+        .map(|k| {
+            names
+                .iter()
+                .map(|n| k.target(&base, a.http.as_deref(), n))
+                .collect()
+        })
         .collect::<anyhow::Result<Vec<Vec<Target>>>>()?;
     let rtmp = names
         .iter()
-        .map(|n| PlayerKind::Rtmp.target(&base, n))
+        .map(|n| PlayerKind::Rtmp.target(&base, None, n))
         .collect::<anyhow::Result<Vec<Target>>>()?;
     let player_io = match a.io.as_str() {
         "auto" => Io::Epoll,
@@ -1238,13 +1265,7 @@ impl SoakReport {
     /// The human report printed at the end.
     pub fn text(&self, a: &SoakArgs) -> String {
         let mut s = String::new();
-        let kinds: Vec<&str> = self
-            .player_kinds
-            .iter()
-            .map(|k| match k {
-                PlayerKind::Rtmp => "rtmp",
-            })
-            .collect();
+        let kinds: Vec<&str> = self.player_kinds.iter().map(|k| k.name()).collect();
         s.push_str(&format!(
             "soak             {} for {}: {} streams at {:.0} kbit/s, {} players ({}) living {}, publishers living {} with {} pauses, {} slow, {} garbage; seed {}\n",
             self.url,

@@ -29,6 +29,8 @@ pub enum Scheme {
     Rtmp,
     /// HTTP-FLV (`http://HOST[:80]/PATH.flv`).
     Http,
+    /// WebSocket-FLV (`ws://HOST[:80]/PATH.flv`).
+    Ws,
 }
 
 impl Target {
@@ -38,9 +40,11 @@ impl Target {
             (Scheme::Rtmp, r, 1935)
         } else if let Some(r) = url.strip_prefix("http://") {
             (Scheme::Http, r, 80)
+        } else if let Some(r) = url.strip_prefix("ws://") {
+            (Scheme::Ws, r, 80)
         } else {
             bail!(
-                "unsupported URL {url:?}: use rtmp://HOST:PORT/APP/STREAM or http://HOST:PORT/PATH.flv"
+                "unsupported URL {url:?}: use rtmp://HOST:PORT/APP/STREAM, http://HOST:PORT/PATH.flv or ws://HOST:PORT/PATH.flv"
             );
         };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -71,7 +75,7 @@ impl Target {
                 }
                 (app.to_owned(), stream.to_owned())
             }
-            Scheme::Http => (String::new(), format!("/{path}")),
+            Scheme::Http | Scheme::Ws => (String::new(), format!("/{path}")),
         };
         Ok(Target {
             addr,

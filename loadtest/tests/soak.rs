@@ -14,6 +14,7 @@ fn a_short_soak_with_churn_reports_samples_and_no_integrity_error() {
     let server = ringcast::server::start(&server_config(2)).expect("server starts");
     let url = format!("rtmp://{}/live", server.rtmp_addr);
     let pid = std::process::id().to_string();
+    let http = server.http_addr.to_string();
     let run = spawn(
         "soak",
         &[
@@ -32,6 +33,11 @@ fn a_short_soak_with_churn_reports_samples_and_no_integrity_error() {
             "3",
             "--players",
             "20",
+            // Every player protocol, in turn.
+            "--player-kind",
+            "rtmp,http-flv,ws-flv",
+            "--http",
+            &http,
             "--player-life",
             "2s..6s",
             "--ramp",
