@@ -31,11 +31,7 @@ enum Chunked {
 /// came; `Err` on a masked or malformed frame.
 fn unframe_ws(input: &mut BytesMut, out: &mut BytesMut) -> Result<bool, ()> {
     loop {
-        let Some(&[b0, b1]) = input
-            .get(..2)
-            .map(|h| <&[u8; 2]>::try_from(h).ok())
-            .flatten()
-        else {
+        let (Some(&b0), Some(&b1)) = (input.first(), input.get(1)) else {
             return Ok(false);
         };
         if b1 & 0x80 != 0 {

@@ -66,7 +66,7 @@ enum Command {
     /// the end of the warm-up and at the end of the run. It exits 1 when they are not flat
     /// (grew by more than --tolerance), when a well-behaved player saw an integrity error,
     /// or when the server no longer accepts a fresh publisher and player.
-    Soak(soak::SoakArgs),
+    Soak(Box<soak::SoakArgs>),
 }
 
 /// The synthetic stream a publisher sends.
