@@ -18,6 +18,7 @@
 //!   - [`rtmp::message`]: typed RTMP messages (protocol control, user control, commands,
 //!     data, audio, video, aggregate) over chunk-level messages.
 //!   - [`rtmp::session`]: the server and client state machines built on the above.
+//! - [`http`]: HTTP request heads and WebSocket framing, sans-IO, for the HTTP port.
 //! - [`flv`]: the FLV container and codec sniffing. [`flv::tag_header`] and
 //!   [`flv::previous_tag_size`] frame a shared payload for vectored writes to HTTP-FLV
 //!   players; [`flv::Reader`] demuxes an FLV stream zero-copy; [`flv::codec`] tells keyframes
@@ -29,6 +30,7 @@
 
 pub mod config;
 pub mod flv;
+pub mod http;
 pub mod hub;
 pub mod rtmp;
 pub mod runtime;

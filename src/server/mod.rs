@@ -8,7 +8,6 @@ mod http_flv;
 mod log;
 mod page;
 mod rtmp;
-mod websocket;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;

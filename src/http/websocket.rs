@@ -1,7 +1,8 @@
-//! The server side of WebSocket (RFC 6455) as WebSocket-FLV needs it: the handshake answer,
-//! unmasked binary frames around a whole write batch, and a reader for what a client may
-//! send (close, ping, pong; anything else ends the connection). Frame headers are parsed
-//! and written by `tungstenite`; the IO stays ours (owned buffers, vectored writes).
+//! The server side of WebSocket (RFC 6455) as WebSocket-FLV needs it, sans-IO: the
+//! handshake answer, unmasked binary frames around a whole write batch, and a reader for
+//! what a client may send (close, ping, pong; anything else ends the connection). Frame
+//! headers are parsed and written by `tungstenite`; the IO stays the server's (owned
+//! buffers, vectored writes).
 
 use std::io::Cursor;
 
@@ -14,7 +15,7 @@ use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 const MAX_CLIENT_FRAME: u64 = 4096;
 
 /// The `Sec-WebSocket-Accept` value for a request's `Sec-WebSocket-Key`.
-pub(crate) fn accept_key(request_key: &[u8]) -> String {
+pub fn accept_key(request_key: &[u8]) -> String {
     tungstenite::handshake::derive_accept_key(request_key)
 }
 
@@ -31,20 +32,20 @@ fn header(opcode: OpCode, len: usize) -> Bytes {
 }
 
 /// The header of a binary frame carrying `len` bytes (the batch follows it).
-pub(crate) fn binary_header(len: usize) -> Bytes {
+pub fn binary_header(len: usize) -> Bytes {
     header(OpCode::Data(Data::Binary), len)
 }
 
 /// A whole close frame with `code` (1000 normal, 1001 going away, 1002 protocol error,
 /// 1008 policy, 1011 server error).
-pub(crate) fn close_frame(code: u16) -> Bytes {
+pub fn close_frame(code: u16) -> Bytes {
     let mut out = BytesMut::from(&header(OpCode::Control(Control::Close), 2)[..]);
     out.extend_from_slice(&code.to_be_bytes());
     out.freeze()
 }
 
 /// A whole pong frame answering a ping's `payload`.
-pub(crate) fn pong_frame(payload: &[u8]) -> Bytes {
+pub fn pong_frame(payload: &[u8]) -> Bytes {
     let mut out = BytesMut::from(&header(OpCode::Control(Control::Pong), payload.len())[..]);
     out.extend_from_slice(payload);
     out.freeze()
@@ -52,7 +53,7 @@ pub(crate) fn pong_frame(payload: &[u8]) -> Bytes {
 
 /// What a client sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ClientFrame {
+pub enum ClientFrame {
     /// A ping: answer with a pong carrying the payload.
     Ping(Bytes),
     /// A close: answer with a close and end.
@@ -63,7 +64,7 @@ pub(crate) enum ClientFrame {
 
 /// Why a client's bytes end the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum FrameError {
+pub enum FrameError {
     /// Not a frame header (reserved bits or opcodes).
     #[error("malformed WebSocket frame: {0}")]
     Malformed(String),
@@ -77,7 +78,7 @@ pub(crate) enum FrameError {
 
 /// Reads the next whole client frame from the front of `buf`; `Ok(None)` until one is there
 /// (nothing is consumed then).
-pub(crate) fn read_client_frame(buf: &mut BytesMut) -> Result<Option<ClientFrame>, FrameError> {
+pub fn read_client_frame(buf: &mut BytesMut) -> Result<Option<ClientFrame>, FrameError> {
     let mut cursor = Cursor::new(&buf[..]);
     let (h, len) = match FrameHeader::parse(&mut cursor) {
         Ok(Some(parsed)) => parsed,
