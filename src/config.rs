@@ -95,6 +95,9 @@ pub struct Config {
     /// cannot hold it). Default `10s`.
     #[serde(with = "humantime")]
     pub http_header_timeout: Duration,
+    /// Record metrics for `GET /metrics` (Prometheus). Off, `/metrics` answers with the
+    /// process figures only. Default true.
+    pub metrics: bool,
     /// The mpegts.js script the player page (`GET /APP/STREAM`) loads. Default: mpegts.js
     /// 1.8.2 on jsDelivr; point it at a copy of your own to serve players without a CDN.
     pub player_script: String,
@@ -153,6 +156,7 @@ impl Default for Config {
             max_connections_per_core: 20_000,
             max_connections_per_ip: 0,
             http_header_timeout: Duration::from_secs(10),
+            metrics: true,
             player_script: "https://cdn.jsdelivr.net/npm/mpegts.js@1.8.2/dist/mpegts.js".to_owned(),
             player_script_integrity:
                 "sha384-sQp+4cJv0jChNCYvgy6W0RSfQZB/w6d3ZTDoIBlY4Uorfw4PLS56T2yM2z47bSkl".to_owned(),

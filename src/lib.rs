@@ -19,6 +19,7 @@
 //!     data, audio, video, aggregate) over chunk-level messages.
 //!   - [`rtmp::session`]: the server and client state machines built on the above.
 //! - [`http`]: HTTP request heads and WebSocket framing, sans-IO, for the HTTP port.
+//! - [`metrics`]: metric names and the Prometheus exporter, per-core handles.
 //! - [`flv`]: the FLV container and codec sniffing. [`flv::tag_header`] and
 //!   [`flv::previous_tag_size`] frame a shared payload for vectored writes to HTTP-FLV
 //!   players; [`flv::Reader`] demuxes an FLV stream zero-copy; [`flv::codec`] tells keyframes
@@ -32,6 +33,7 @@ pub mod config;
 pub mod flv;
 pub mod http;
 pub mod hub;
+pub mod metrics;
 pub mod rtmp;
 pub mod runtime;
 pub mod server;

@@ -128,6 +128,10 @@ pub enum Route {
     Flv(String),
     /// `/`: the list of live streams.
     Index,
+    /// `/metrics`: the Prometheus exposition.
+    Metrics,
+    /// `/healthz`: whether the node takes new connections.
+    Health,
     /// `/APP/STREAM`: the player page of that stream.
     Page(String),
     /// Nothing here.
@@ -136,8 +140,11 @@ pub enum Route {
 
 /// Routes a decoded path.
 pub fn route(path: &str) -> Route {
-    if path == "/" {
-        return Route::Index;
+    match path {
+        "/" => return Route::Index,
+        "/metrics" => return Route::Metrics,
+        "/healthz" => return Route::Health,
+        _ => {}
     }
     let Some(rest) = path.strip_prefix('/') else {
         return Route::NotFound;
@@ -202,6 +209,8 @@ mod tests {
         assert_eq!(route("/cam.flv"), Route::NotFound);
         assert_eq!(route("/live/cam"), Route::Page("live/cam".into()));
         assert_eq!(route("/"), Route::Index);
+        assert_eq!(route("/metrics"), Route::Metrics);
+        assert_eq!(route("/healthz"), Route::Health);
         assert_eq!(route("/live/"), Route::NotFound);
         assert_eq!(route("/favicon.ico"), Route::NotFound);
     }

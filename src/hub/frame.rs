@@ -1,6 +1,7 @@
 //! One media message, encoded once and shared by every player on every core.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
@@ -48,6 +49,9 @@ pub struct Frame {
     /// The Enhanced RTMP track of a Multitrack sequence header (0 for every other frame):
     /// each track has its own decoder configuration.
     pub track: u8,
+    /// When the message was fully received from its publisher (delivery latency counts
+    /// from here).
+    pub received: Instant,
 }
 
 impl Frame {
@@ -93,6 +97,7 @@ impl Frame {
             metadata: false,
             clears_metadata: false,
             track,
+            received: Instant::now(),
         })
     }
 
@@ -134,6 +139,7 @@ impl Frame {
             metadata,
             clears_metadata,
             track: 0,
+            received: Instant::now(),
         })
     }
 

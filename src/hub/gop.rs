@@ -31,6 +31,11 @@ pub struct GopCache {
 }
 
 impl GopCache {
+    /// What the cached GOP costs ([`Frame::cost`] of each frame).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// An empty cache; with `enabled` false it keeps only metadata and sequence headers.
     pub fn new(enabled: bool, max_bytes: usize, max_ms: u32) -> GopCache {
         GopCache {

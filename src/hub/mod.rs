@@ -630,6 +630,18 @@ impl Hub {
         self.directory.contains_key(key) || self.streams.get(key).is_some_and(|s| s.live())
     }
 
+    /// Streams published on this core, and the bytes all GOP caches here hold (mirrors of
+    /// other cores' streams included).
+    pub fn stats(&self) -> (usize, usize) {
+        let local = self
+            .streams
+            .values()
+            .filter(|s| matches!(s.source, Source::Local(_)))
+            .count();
+        let bytes = self.streams.values().map(|s| s.cache.bytes()).sum();
+        (local, bytes)
+    }
+
     /// The keys of every stream published on any core, sorted.
     pub fn live_streams(&self) -> Vec<String> {
         let mut keys: Vec<String> = self

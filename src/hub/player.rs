@@ -41,6 +41,8 @@ pub struct Player {
     waiting_since: Option<Instant>,
     /// Since when its publisher is gone.
     unpublished_at: Option<Instant>,
+    /// When it asked to play, until its first frame went out.
+    joined: Option<Instant>,
 }
 
 impl Player {
@@ -68,7 +70,14 @@ impl Player {
             waits,
             waiting_since,
             unpublished_at: None,
+            joined: Some(now),
         }
+    }
+
+    /// The driver wrote a batch with frames: the first time, how long after the play
+    /// request (time to first frame).
+    pub fn frames_sent(&mut self, now: Instant) -> Option<Duration> {
+        self.joined.take().map(|t| now.saturating_duration_since(t))
     }
 
     /// The stream's hub key.
@@ -146,6 +155,7 @@ mod tests {
             waits,
             waiting_since: Some(t0),
             unpublished_at: None,
+            joined: None,
         };
         assert_eq!(p.deadline(), Some(t0 + waits.play));
         assert_eq!(p.expired(t0 + Duration::from_secs(4)), None);

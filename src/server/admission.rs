@@ -91,8 +91,12 @@ pub(crate) async fn accept(core: &Rc<Core>, listener: &Listener) -> (Stream, Soc
     loop {
         match listener.accept().await {
             Ok(accepted) => return accepted,
-            Err(e) if out_of_fds(&e) => shed(core, listener).await,
+            Err(e) if out_of_fds(&e) => {
+                core.metrics.accept_error();
+                shed(core, listener).await;
+            }
             Err(e) => {
+                core.metrics.accept_error();
                 if core.log_gate.allow() {
                     tracing::warn!(core = core.index, "accept: {e}");
                 }

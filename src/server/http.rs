@@ -116,11 +116,30 @@ async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, deadline: Insta
             let body = super::page::index(&streams);
             html(&stream, &body, req.method == "HEAD").await;
         }
+        ("GET" | "HEAD", Route::Metrics) => {
+            let body = crate::metrics::render(core.started);
+            respond(
+                &stream,
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                &body,
+                req.method == "HEAD",
+            )
+            .await;
+        }
+        ("GET" | "HEAD", Route::Health) => {
+            let (status, body) = if core.shutting_down.get() {
+                ("503 Service Unavailable", "draining\n")
+            } else {
+                ("200 OK", "ok\n")
+            };
+            respond(&stream, status, "text/plain", body, req.method == "HEAD").await;
+        }
         ("GET" | "HEAD", Route::Page(key)) => {
             let body = super::page::player(&core.config, &key);
             html(&stream, &body, req.method == "HEAD").await;
         }
-        (_, Route::Flv(_) | Route::Index | Route::Page(_)) => {
+        (_, Route::Flv(_) | Route::Index | Route::Page(_) | Route::Metrics | Route::Health) => {
             answer(
                 &stream,
                 405,
@@ -135,8 +154,20 @@ async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, deadline: Insta
 
 /// Sends an HTML page, then closes.
 async fn html(stream: &Stream, body: &str, head_only: bool) {
+    respond(
+        stream,
+        "200 OK",
+        "text/html; charset=utf-8",
+        body,
+        head_only,
+    )
+    .await;
+}
+
+/// Sends `body` with `status` and `content_type`, then closes.
+async fn respond(stream: &Stream, status: &str, content_type: &str, body: &str, head_only: bool) {
     let mut out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
          Cache-Control: no-cache\r\nConnection: close\r\n\r\n",
         body.len()
     );

@@ -18,10 +18,11 @@ use tokio::time::{sleep_until, timeout};
 
 use super::Core;
 use super::log::Escaped;
-use super::rtmp::waits;
+use super::rtmp::{count_drops, waits};
 use crate::flv;
 use crate::http::websocket::{self, ClientFrame};
 use crate::hub::{Ending, Frame, Item, Outbox, Player, PlayerEvent};
+use crate::metrics::{Proto, Role as MetricRole};
 use crate::rtmp::session::MediaKind;
 use crate::runtime::{self, Stream};
 
@@ -73,6 +74,10 @@ struct Conn {
     /// The WebSocket client closed or misbehaved: end after the next write.
     closing: Cell<bool>,
     written: Cell<u64>,
+    /// The protocol, as the metrics count it.
+    metric: Proto,
+    /// Frames dropped that the metrics already counted.
+    counted_drops: Cell<u64>,
 }
 
 impl Conn {
@@ -98,10 +103,10 @@ pub(crate) async fn play(
     framing: Framing,
     leftover: BytesMut,
 ) {
-    let proto = if matches!(framing, Framing::WebSocket { .. }) {
-        "ws-flv"
+    let (proto, metric) = if matches!(framing, Framing::WebSocket { .. }) {
+        ("ws-flv", Proto::WsFlv)
     } else {
-        "http-flv"
+        ("http-flv", Proto::HttpFlv)
     };
     let stream = Rc::new(stream);
     if let Framing::WebSocket { accept } = &framing {
@@ -114,6 +119,8 @@ pub(crate) async fn play(
         }
     }
     core.connections.set(core.connections.get() + 1);
+    core.metrics.opened(metric);
+    core.metrics.role(metric, None, Some(MetricRole::Player));
     let cfg = &core.config;
     let outbox = Outbox::with_coalescing(
         cfg.player_queue_bytes,
@@ -142,6 +149,8 @@ pub(crate) async fn play(
         reason: RefCell::new(None),
         closing: Cell::new(false),
         written: Cell::new(0),
+        metric,
+        counted_drops: Cell::new(0),
     });
     let mut reader = runtime::spawn(read_loop(conn.clone(), stream.clone(), leftover));
     write_loop(&conn, &stream).await;
@@ -159,6 +168,9 @@ pub(crate) async fn play(
     stream.shutdown_both();
     core.connections
         .set(core.connections.get().saturating_sub(1));
+    core.metrics.role(metric, Some(MetricRole::Player), None);
+    core.metrics
+        .closed(metric, conn.reason.borrow().as_deref().unwrap_or("closed"));
     if core.log_gate.allow() {
         tracing::info!(
             %peer,
@@ -213,7 +225,7 @@ async fn read_loop(conn: Rc<Conn>, stream: Rc<Stream>, mut buf: BytesMut) {
         let (res, b) = stream.read_buf(buf, 4096).await;
         buf = b;
         match res {
-            Ok(n) if n > 0 => {}
+            Ok(n) if n > 0 => conn.core.metrics.received(conn.metric, n),
             Ok(_) => {
                 conn.set_reason("peer closed");
                 conn.outbox.close();
@@ -289,6 +301,7 @@ async fn write_loop(conn: &Conn, stream: &Stream) {
         let mut bufs: Vec<Bytes> = Vec::with_capacity(3 * items.len() + 4);
         let mut run: Vec<Bytes> = Vec::new();
         let mut end = None;
+        let mut oldest = None;
         for (i, item) in items.iter().enumerate() {
             match item {
                 Item::Control(b) => {
@@ -296,6 +309,7 @@ async fn write_loop(conn: &Conn, stream: &Stream) {
                     bufs.push(b.clone());
                 }
                 Item::Frame(f) if timeline.started => {
+                    oldest.get_or_insert(f.received);
                     let ts = timeline.place(f.timestamp);
                     run.push(if ts == f.timestamp {
                         f.flv_header()
@@ -331,6 +345,7 @@ async fn write_loop(conn: &Conn, stream: &Stream) {
             let ending = conn.player.borrow().as_ref().and_then(|p| p.expired(now));
             match ending {
                 Some(Ending::NotFound) if !timeline.started => {
+                    conn.core.metrics.play_refused(conn.metric, "not_found");
                     conn.set_reason("play: stream not found");
                     bufs.push(not_found(&conn.framing));
                     end = Some(End::Close);
@@ -355,6 +370,7 @@ async fn write_loop(conn: &Conn, stream: &Stream) {
         if !bufs.is_empty() {
             let n: usize = bufs.iter().map(Bytes::len).sum();
             conn.written.set(conn.written.get() + n as u64);
+            conn.core.metrics.sent(conn.metric, n);
             match timeout(cfg.slow_player_timeout, stream.writev_all(bufs)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -367,6 +383,20 @@ async fn write_loop(conn: &Conn, stream: &Stream) {
                 }
             }
             conn.outbox.drained();
+            if let Some(received) = oldest {
+                let done = Instant::now();
+                let m = &conn.core.metrics;
+                m.delivered(done.saturating_duration_since(received));
+                if let Some(ttff) = conn
+                    .player
+                    .borrow_mut()
+                    .as_mut()
+                    .and_then(|p| p.frames_sent(done))
+                {
+                    m.first_frame(ttff);
+                }
+            }
+            count_drops(&conn.core, &conn.counted_drops, conn.outbox.dropped());
         }
         if end.is_some() || conn.closing.get() {
             return;

@@ -46,6 +46,8 @@ pub(crate) struct Core {
     pub(crate) reserve: RefCell<Option<std::fs::File>>,
     /// Connections shed for want of descriptors.
     pub(crate) shed: Cell<u64>,
+    /// This core's metric handles.
+    pub(crate) metrics: crate::metrics::CoreMetrics,
 }
 
 impl Core {
@@ -156,6 +158,7 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
                     if cores > 1 {
                         runtime::pin_to_core(index);
                     }
+                    let metrics = crate::metrics::CoreMetrics::new(index, config.metrics);
                     let core = Rc::new(Core {
                         index,
                         hub: RefCell::new(Hub::new(index, hub_config, peers)),
@@ -170,6 +173,7 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
                         per_ip: RefCell::new(std::collections::HashMap::new()),
                         reserve: RefCell::new(admission::reserve_fd()),
                         shed: Cell::new(0),
+                        metrics,
                     });
                     let r = runtime::block_on(io, entries, core_main(core, io, rtmp, http, rx));
                     if let Err(e) = r {
@@ -232,6 +236,23 @@ async fn core_main(
             }
         })
     });
+    // Figures that are states rather than events, once a second: streams, GOP cache
+    // bytes, cross-core drops, the core thread's CPU time.
+    let stats = {
+        let core = core.clone();
+        runtime::spawn(async move {
+            loop {
+                let (streams, bytes) = core.hub.borrow().stats();
+                let m = &core.metrics;
+                m.streams.set(streams as f64);
+                m.gop_cache_bytes.set(bytes as f64);
+                m.cross_core_dropped
+                    .absolute(core.hub.borrow().dropped_cross_core);
+                m.busy.set(crate::metrics::thread_cpu_time().as_secs_f64());
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
     // Messages to other cores that found their inbox full wait in the hub's backlog; this
     // task moves them on as room appears, so no control message is ever lost.
     let backlog = {
@@ -288,6 +309,7 @@ async fn core_main(
         t.abort();
     }
     backlog.abort();
+    stats.abort();
     if core.connections.get() > 0 {
         tracing::warn!(
             core = core.index,

@@ -14,6 +14,7 @@ use super::log::Escaped;
 use crate::hub::{
     Ending, Frame, Item, Outbox, Player, PlayerEvent, PublishError, Waits, stream_key,
 };
+use crate::metrics::{Proto, Role as MetricRole};
 use crate::rtmp::chunk::ReaderConfig;
 use crate::rtmp::session::server::{Event, Server, ServerConfig};
 use crate::rtmp::session::status;
@@ -43,6 +44,17 @@ enum Role {
     Player { player: Player, stream_id: u32 },
 }
 
+impl Role {
+    /// The role as the metrics count it.
+    fn metric(&self) -> Option<MetricRole> {
+        match self {
+            Role::Idle => None,
+            Role::Publisher { .. } => Some(MetricRole::Publisher),
+            Role::Player { .. } => Some(MetricRole::Player),
+        }
+    }
+}
+
 /// State the reader and the writer share (single-threaded; never borrowed across an await).
 struct Conn {
     core: Rc<Core>,
@@ -60,6 +72,8 @@ struct Conn {
     last_media: Cell<Instant>,
     /// The peer closed its side or the socket failed: nothing more to read.
     peer_gone: Cell<bool>,
+    /// Frames dropped that the metrics already counted.
+    counted_drops: Cell<u64>,
 }
 
 impl Conn {
@@ -87,6 +101,7 @@ impl Conn {
 /// Serves one accepted connection until it closes.
 pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: u64) {
     core.connections.set(core.connections.get() + 1);
+    core.metrics.opened(Proto::Rtmp);
     if core.log_gate.allow() {
         tracing::info!(%peer, core = core.index, conn = id, "accepted");
     }
@@ -122,6 +137,7 @@ pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: 
         epoch: Instant::now(),
         last_media: Cell::new(Instant::now()),
         peer_gone: Cell::new(false),
+        counted_drops: Cell::new(0),
         core: core.clone(),
     });
     core.register(&conn.outbox);
@@ -172,6 +188,10 @@ pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: 
     watchdog.abort();
     core.connections
         .set(core.connections.get().saturating_sub(1));
+    core.metrics.closed(
+        Proto::Rtmp,
+        conn.reason.borrow().as_deref().unwrap_or("closed"),
+    );
     let (bytes_in, _) = conn.session.borrow().byte_counts();
     let bytes_out = conn.written.get();
     if !core.log_gate.allow() {
@@ -204,6 +224,12 @@ async fn linger(stream: &Stream) {
     stream.shutdown_both();
 }
 
+/// Adds the frames a player dropped since the last count to the core's total.
+pub(crate) fn count_drops(core: &Core, counted: &Cell<u64>, dropped: u64) {
+    core.metrics.dropped(dropped.saturating_sub(counted.get()));
+    counted.set(dropped);
+}
+
 /// How long this core's players wait for publishers.
 pub(crate) fn waits(core: &Core) -> Waits {
     Waits {
@@ -217,6 +243,7 @@ pub(crate) fn waits(core: &Core) -> Waits {
 /// later play on the connection starts afresh.
 fn leave(conn: &Conn) {
     let role = std::mem::replace(&mut *conn.role.borrow_mut(), Role::Idle);
+    conn.core.metrics.role(Proto::Rtmp, role.metric(), None);
     let mut hub = conn.core.hub.borrow_mut();
     match role {
         Role::Publisher { key, id } => {
@@ -293,7 +320,7 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
                 conn.set_reason("peer closed");
                 return;
             }
-            Ok(_) => {}
+            Ok(n) => conn.core.metrics.received(Proto::Rtmp, n),
             Err(e) => {
                 conn.peer_gone.set(true);
                 conn.set_reason(format!("read: {e}"));
@@ -358,6 +385,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                     status::PUBLISH_REJECTED,
                     "this connection is already publishing or playing",
                 );
+                conn.core.metrics.publish_refused("busy");
                 return true;
             }
             let result = conn
@@ -369,6 +397,9 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                 Ok(id) => {
                     conn.last_media.set(now);
                     conn.session.borrow_mut().accept_publish(stream_id);
+                    conn.core
+                        .metrics
+                        .role(Proto::Rtmp, None, Some(MetricRole::Publisher));
                     *conn.role.borrow_mut() = Role::Publisher {
                         key: key.clone(),
                         id,
@@ -378,6 +409,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                     }
                 }
                 Err(PublishError::InUse) => {
+                    conn.core.metrics.publish_refused("name_in_use");
                     conn.session.borrow_mut().reject_publish(
                         stream_id,
                         status::PUBLISH_BAD_NAME,
@@ -394,6 +426,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
         Event::Metadata {
             timestamp, body, ..
         } => {
+            conn.core.metrics.frame(2);
             if let Role::Publisher { key, id } = &*conn.role.borrow() {
                 let f = Frame::metadata(timestamp, body, conn.core.config.chunk_size);
                 conn.core.hub.borrow_mut().push(key, *id, f, now);
@@ -408,6 +441,11 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             }
         }
         Event::Media { media, .. } => {
+            conn.core.metrics.frame(match media.kind {
+                crate::rtmp::session::MediaKind::Audio => 0,
+                crate::rtmp::session::MediaKind::Video => 1,
+                crate::rtmp::session::MediaKind::Data => 2,
+            });
             if let Role::Publisher { key, id } = &*conn.role.borrow() {
                 conn.last_media.set(now);
                 let f = Frame::media(
@@ -433,6 +471,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                     status::PLAY_FAILED,
                     "already busy",
                 );
+                conn.core.metrics.play_refused(Proto::Rtmp, "busy");
                 return true;
             }
             let key = stream_key(&app, &stream);
@@ -445,6 +484,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                     stream_id,
                     "A play of duration 0 needs a stream that is being published.",
                 );
+                conn.core.metrics.play_refused(Proto::Rtmp, "not_live");
                 return true;
             }
             // Session output so far (createStream's answer) goes before the start marker.
@@ -458,6 +498,9 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                 now,
             );
             let live = !player.is_waiting();
+            conn.core
+                .metrics
+                .role(Proto::Rtmp, None, Some(MetricRole::Player));
             *conn.role.borrow_mut() = Role::Player { player, stream_id };
             if conn.core.log_gate.allow() {
                 tracing::info!(peer = %conn.peer, stream = %Escaped(&key), live, "play");
@@ -558,6 +601,11 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
         let mut close_after = false;
         // The play ended in this batch (duration 0): its frames after that are not sent.
         let mut play_over = false;
+        // The oldest frame of the batch: delivery latency is sampled once per batch.
+        let oldest = items.iter().find_map(|it| match it {
+            Item::Frame(f) => Some(f.received),
+            _ => None,
+        });
         let stream_id = match &*conn.role.borrow() {
             Role::Player { stream_id, .. } => *stream_id,
             _ => 1,
@@ -603,6 +651,7 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
             let mut s = conn.session.borrow_mut();
             match ending {
                 Ending::NotFound => {
+                    conn.core.metrics.play_refused(Proto::Rtmp, "not_found");
                     s.reject_play(stream_id, "No such stream is being published.");
                     conn.set_reason("play: stream not found");
                 }
@@ -619,6 +668,7 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
         if !bufs.is_empty() {
             let n: usize = bufs.iter().map(Bytes::len).sum();
             conn.written.set(conn.written.get() + n as u64);
+            conn.core.metrics.sent(Proto::Rtmp, n);
             // A write that cannot finish within the slow-player timeout means the peer stopped
             // reading (its socket buffers are full): close it even if no new frame arrives to
             // trip the queue's own check.
@@ -636,6 +686,18 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
                 }
             }
             conn.outbox.drained();
+            if let Some(received) = oldest {
+                let done = Instant::now();
+                let m = &conn.core.metrics;
+                m.delivered(done.saturating_duration_since(received));
+                if let Role::Player { player, .. } = &mut *conn.role.borrow_mut() {
+                    if let Some(ttff) = player.frames_sent(done) {
+                        m.first_frame(ttff);
+                    }
+                }
+            }
+            let dropped = conn.outbox.dropped();
+            count_drops(&conn.core, &conn.counted_drops, dropped);
         }
         if close_after {
             conn.set_reason("closed by server");
