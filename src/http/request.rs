@@ -132,6 +132,8 @@ pub enum Route {
     Metrics,
     /// `/healthz`: whether the node takes new connections.
     Health,
+    /// `/api/streams` (None) or `/api/streams/APP/STREAM` (that stream's hub key).
+    Api(Option<String>),
     /// `/APP/STREAM`: the player page of that stream.
     Page(String),
     /// Nothing here.
@@ -144,7 +146,16 @@ pub fn route(path: &str) -> Route {
         "/" => return Route::Index,
         "/metrics" => return Route::Metrics,
         "/healthz" => return Route::Health,
+        "/api/streams" | "/api/streams/" => return Route::Api(None),
         _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/api/streams/") {
+        return match rest.split_once('/') {
+            Some((app, name)) if !app.is_empty() && !name.is_empty() => {
+                Route::Api(Some(stream_key(app, name)))
+            }
+            _ => Route::NotFound,
+        };
     }
     let Some(rest) = path.strip_prefix('/') else {
         return Route::NotFound;
@@ -211,6 +222,12 @@ mod tests {
         assert_eq!(route("/"), Route::Index);
         assert_eq!(route("/metrics"), Route::Metrics);
         assert_eq!(route("/healthz"), Route::Health);
+        assert_eq!(route("/api/streams"), Route::Api(None));
+        assert_eq!(
+            route("/api/streams/live/a/b"),
+            Route::Api(Some("live/a/b".into()))
+        );
+        assert_eq!(route("/api/streams/live"), Route::NotFound);
         assert_eq!(route("/live/"), Route::NotFound);
         assert_eq!(route("/favicon.ico"), Route::NotFound);
     }

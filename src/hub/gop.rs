@@ -31,6 +31,21 @@ pub struct GopCache {
 }
 
 impl GopCache {
+    /// The stream's metadata, if it sent any.
+    pub fn metadata(&self) -> Option<&Arc<Frame>> {
+        self.metadata.as_ref()
+    }
+
+    /// The sequence headers, one per (kind, track).
+    pub fn headers(&self) -> &[Arc<Frame>] {
+        &self.headers
+    }
+
+    /// Frames in the cached GOP.
+    pub fn frames(&self) -> usize {
+        self.gop.len()
+    }
+
     /// What the cached GOP costs ([`Frame::cost`] of each frame).
     pub fn bytes(&self) -> usize {
         self.bytes

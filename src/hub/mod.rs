@@ -12,11 +12,13 @@ mod frame;
 mod gop;
 mod outbox;
 mod player;
+mod report;
 
 pub use frame::{FRAME_OVERHEAD, Frame};
 pub use gop::GopCache;
-pub use outbox::{Item, Outbox, PlayerEvent};
+pub use outbox::{Item, Outbox, PlayerEvent, Tag};
 pub use player::{Ending, Player, Waits};
+pub use report::{PublisherReport, StreamReport, merge};
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -116,6 +118,19 @@ pub enum CoreMsg {
         /// The core whose publisher replaces ours.
         by: usize,
     },
+    /// Report the streams this core has (see [`Hub::report`]) on `reply`; with `detail`,
+    /// the player addresses of that stream too.
+    Report {
+        /// The stream whose players are listed, if any.
+        detail: Option<String>,
+        /// Where the answer goes.
+        reply: tokio::sync::oneshot::Sender<Vec<StreamReport>>,
+    },
+    /// Disconnect the local publisher of `key` (an operator's `DELETE`).
+    Disconnect {
+        /// The stream key.
+        key: String,
+    },
     /// Stop: tell players the stream ended and close.
     Shutdown,
 }
@@ -171,6 +186,10 @@ struct Stream {
     awaiting: Option<u64>,
     /// Whether anything was ever published on it (for PublishNotify vs. a first start).
     ever_live: bool,
+    /// Since when the local publisher publishes.
+    since: Option<std::time::SystemTime>,
+    /// Bytes the local publisher sent over the last seconds, by arrival (ingest bitrate).
+    ingest: VecDeque<(Instant, usize)>,
 }
 
 impl Stream {
@@ -182,6 +201,8 @@ impl Stream {
             subscribers: Vec::new(),
             pending: Vec::new(),
             publisher: None,
+            since: None,
+            ingest: VecDeque::new(),
             awaiting: None,
             ever_live: false,
         }
@@ -400,6 +421,8 @@ impl Hub {
         s.source = Source::Local(id);
         s.publisher = Some(kick);
         s.ever_live = true;
+        s.since = Some(std::time::SystemTime::now());
+        s.ingest.clear();
         s.awaiting = None;
         // A new publisher brings new metadata and sequence headers.
         s.cache.reset();
@@ -475,6 +498,14 @@ impl Hub {
         };
         if s.source != Source::Local(id) {
             return;
+        }
+        s.ingest.push_back((now, frame.payload.len()));
+        while s
+            .ingest
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > report::INGEST_WINDOW)
+        {
+            s.ingest.pop_front();
         }
         s.fan_out(&frame, now, &mut self.wheel);
         if !s.subscribers.is_empty() {
@@ -642,6 +673,59 @@ impl Hub {
         (local, bytes)
     }
 
+    /// Asks every other core for its [`Hub::report`]; the answers come on the receivers.
+    pub fn ask_reports(
+        &mut self,
+        detail: Option<&str>,
+    ) -> Vec<tokio::sync::oneshot::Receiver<Vec<StreamReport>>> {
+        let mut answers = Vec::new();
+        for core in 0..self.peers.len() {
+            if core == self.core {
+                continue;
+            }
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let msg = CoreMsg::Report {
+                detail: detail.map(str::to_owned),
+                reply,
+            };
+            if self.send(core, msg) {
+                answers.push(rx);
+            }
+        }
+        answers
+    }
+
+    /// Disconnects the publisher of `key`, on whichever core it publishes; false if nobody
+    /// publishes it.
+    pub fn disconnect(&mut self, key: &str) -> bool {
+        if self.disconnect_local(key) {
+            return true;
+        }
+        match self.directory.get(key).copied() {
+            Some(owner) => self.send(
+                owner,
+                CoreMsg::Disconnect {
+                    key: key.to_owned(),
+                },
+            ),
+            None => false,
+        }
+    }
+
+    /// Closes the local publisher of `key`, if there is one.
+    fn disconnect_local(&mut self, key: &str) -> bool {
+        let Some(s) = self.streams.get(key) else {
+            return false;
+        };
+        match (s.source, &s.publisher) {
+            (Source::Local(_), Some(kick)) => {
+                kick.close();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The keys of every stream published on any core, sorted.
     pub fn live_streams(&self) -> Vec<String> {
         let mut keys: Vec<String> = self
@@ -778,6 +862,12 @@ impl Hub {
                         }
                     }
                 }
+            }
+            CoreMsg::Report { detail, reply } => {
+                let _ = reply.send(self.report(detail.as_deref(), now));
+            }
+            CoreMsg::Disconnect { key } => {
+                self.disconnect_local(&key);
             }
             CoreMsg::Shutdown => self.shutdown(),
         }

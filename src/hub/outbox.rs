@@ -98,10 +98,21 @@ impl Inner {
     }
 }
 
+/// Who an outbox is for, as reports show it: a label the driver sets, not a socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    /// The protocol (`rtmp`, `http_flv`, `ws_flv`).
+    pub proto: &'static str,
+    /// The peer's address, as text.
+    pub peer: String,
+}
+
 /// The send queue of one connection. The hub pushes into it; the connection's writer task
 /// drains it with one vectored write per batch.
 #[derive(Debug)]
 pub struct Outbox {
+    /// Who it is for (reports only).
+    tag: RefCell<Option<Tag>>,
     inner: RefCell<Inner>,
     ready: Notify,
     closed: Notify,
@@ -133,6 +144,7 @@ impl Outbox {
         coalesce: bool,
     ) -> Rc<Outbox> {
         Rc::new(Outbox {
+            tag: RefCell::new(None),
             inner: RefCell::new(Inner::default()),
             ready: Notify::new(),
             closed: Notify::new(),
@@ -452,6 +464,16 @@ impl Outbox {
     /// Whether the player was started.
     pub fn is_started(&self) -> bool {
         self.inner.borrow().started
+    }
+
+    /// Labels the outbox with its connection's protocol and peer (for reports).
+    pub fn set_tag(&self, proto: &'static str, peer: String) {
+        *self.tag.borrow_mut() = Some(Tag { proto, peer });
+    }
+
+    /// The label [`Outbox::set_tag`] set.
+    pub fn tag(&self) -> Option<Tag> {
+        self.tag.borrow().clone()
     }
 
     /// Frames dropped by the slow-player policy so far.

@@ -11,12 +11,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::time::timeout_at;
+use tokio::time::{timeout, timeout_at};
 
 use super::http_flv::{self, Framing};
 use super::log::Escaped;
 use super::{Core, admission};
 use crate::http::request::{HeadError, MAX_HEAD, Request, Route, parse_head, route};
+use crate::hub::{StreamReport, merge};
 use crate::runtime::{self, Listener, Stream};
 
 /// How long a refused request's connection is read (and discarded) after the answer, so
@@ -135,11 +136,37 @@ async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, deadline: Insta
             };
             respond(&stream, status, "text/plain", body, req.method == "HEAD").await;
         }
+        ("GET", Route::Api(detail)) => {
+            let streams = gather(&core, detail.as_deref()).await;
+            match detail {
+                Some(_) if streams.is_empty() => answer(&stream, 404, "Not Found", &[]).await,
+                Some(_) => json(&stream, &streams[0]).await,
+                None => json(&stream, &serde_json::json!({ "streams": streams })).await,
+            }
+        }
+        ("DELETE", Route::Api(Some(key))) => {
+            if core.hub.borrow_mut().disconnect(&key) {
+                if core.log_gate.allow() {
+                    tracing::info!(%peer, stream = %Escaped(&key), "publisher disconnected by the API");
+                }
+                json(&stream, &serde_json::json!({ "disconnected": key })).await;
+            } else {
+                answer(&stream, 404, "Not Found", &[]).await;
+            }
+        }
         ("GET" | "HEAD", Route::Page(key)) => {
             let body = super::page::player(&core.config, &key);
             html(&stream, &body, req.method == "HEAD").await;
         }
-        (_, Route::Flv(_) | Route::Index | Route::Page(_) | Route::Metrics | Route::Health) => {
+        (
+            _,
+            Route::Flv(_)
+            | Route::Index
+            | Route::Page(_)
+            | Route::Metrics
+            | Route::Health
+            | Route::Api(_),
+        ) => {
             answer(
                 &stream,
                 405,
@@ -150,6 +177,27 @@ async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, deadline: Insta
         }
         (_, Route::NotFound) => answer(&stream, 404, "Not Found", &[]).await,
     }
+}
+
+/// How long a request waits for the other cores' reports.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Every core's reports of its streams (of `detail` only, if given), merged.
+async fn gather(core: &Core, detail: Option<&str>) -> Vec<StreamReport> {
+    let answers = core.hub.borrow_mut().ask_reports(detail);
+    let mut all = core.hub.borrow().report(detail, Instant::now());
+    for rx in answers {
+        if let Ok(Ok(r)) = timeout(REPORT_TIMEOUT, rx).await {
+            all.extend(r);
+        }
+    }
+    merge(all)
+}
+
+/// Sends `value` as JSON, then closes.
+async fn json(stream: &Stream, value: &impl serde::Serialize) {
+    let body = serde_json::to_string_pretty(value).unwrap_or_default();
+    respond(stream, "200 OK", "application/json", &body, false).await;
 }
 
 /// Sends an HTML page, then closes.

@@ -129,6 +129,14 @@ pub(crate) async fn play(
         !cfg.write_coalesce.is_zero(),
     );
     core.register(&outbox);
+    outbox.set_tag(
+        if metric == Proto::WsFlv {
+            "ws_flv"
+        } else {
+            "http_flv"
+        },
+        peer.to_string(),
+    );
     let now = Instant::now();
     let player = Player::join(
         &mut core.hub.borrow_mut(),

@@ -141,6 +141,7 @@ pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: 
         core: core.clone(),
     });
     core.register(&conn.outbox);
+    conn.outbox.set_tag("rtmp", peer.to_string());
     let stream = Rc::new(stream);
     let writer = {
         let (conn, stream) = (conn.clone(), stream.clone());
