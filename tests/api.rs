@@ -76,7 +76,7 @@ fn the_api_reports_streams_over_all_cores_and_delete_ends_a_publish() {
         .map(|_| Peer::connect(rc.rtmp, Intent::Play("api".into())))
         .collect();
     let mut http = http_players(rc.http, 2);
-    let mut drain = |rtmp: &mut Vec<Peer>, http: &mut Vec<TcpStream>| {
+    let drain = |rtmp: &mut Vec<Peer>, http: &mut Vec<TcpStream>| {
         for p in rtmp.iter_mut() {
             p.pump();
         }
