@@ -98,6 +98,10 @@ pub struct Config {
     /// Record metrics for `GET /metrics` (Prometheus). Off, `/metrics` answers with the
     /// process figures only. Default true.
     pub metrics: bool,
+    /// Per-stream figures in `/metrics` (players by protocol, ingest bitrate, GOP cache
+    /// bytes, with `app` and `stream` labels) for at most this many streams, the ones with
+    /// the most players; 0: none (the default, as stream names are unbounded labels).
+    pub metrics_streams: usize,
     /// The mpegts.js script the player page (`GET /APP/STREAM`) loads. Default: mpegts.js
     /// 1.8.2 on jsDelivr; point it at a copy of your own to serve players without a CDN.
     pub player_script: String,
@@ -157,6 +161,7 @@ impl Default for Config {
             max_connections_per_ip: 0,
             http_header_timeout: Duration::from_secs(10),
             metrics: true,
+            metrics_streams: 0,
             player_script: "https://cdn.jsdelivr.net/npm/mpegts.js@1.8.2/dist/mpegts.js".to_owned(),
             player_script_integrity:
                 "sha384-sQp+4cJv0jChNCYvgy6W0RSfQZB/w6d3ZTDoIBlY4Uorfw4PLS56T2yM2z47bSkl".to_owned(),

@@ -142,6 +142,59 @@ pub const PUBLISH_REFUSALS: [&str; 2] = ["name_in_use", "busy"];
 /// The `reason` labels of `ringcast_play_refused_total`.
 pub const PLAY_REFUSALS: [&str; 3] = ["not_found", "busy", "not_live"];
 
+/// The per-stream part of the exposition (`metrics_streams`): for at most `n` of
+/// `streams`, those with the most players, their players by protocol, ingest bitrate and
+/// GOP cache bytes, labelled `app` and `stream`. Computed at scrape time from the cores'
+/// reports, so a stream that ended leaves no series behind.
+pub fn render_streams(streams: &[crate::hub::StreamReport], n: usize) -> String {
+    let mut top: Vec<&crate::hub::StreamReport> = streams.iter().collect();
+    top.sort_by_key(|s| std::cmp::Reverse(s.players.values().sum::<usize>()));
+    top.truncate(n);
+    if top.is_empty() {
+        return String::new();
+    }
+    let label = |v: &str| {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let names = |key: &str| {
+        let (app, stream) = key.split_once('/').unwrap_or((key, ""));
+        format!("app=\"{}\",stream=\"{}\"", label(app), label(stream))
+    };
+    let mut out = String::new();
+    out.push_str("# HELP ringcast_stream_players Players of a stream by protocol (the metrics_streams streams with the most players).\n");
+    out.push_str("# TYPE ringcast_stream_players gauge\n");
+    for s in &top {
+        for proto in PROTOS {
+            let n = s.players.get(proto).copied().unwrap_or(0);
+            out.push_str(&format!(
+                "ringcast_stream_players{{{},proto=\"{proto}\"}} {n}\n",
+                names(&s.key)
+            ));
+        }
+    }
+    out.push_str("# HELP ringcast_stream_ingest_bytes_per_second What a stream's publisher sent over the last 5 s.\n");
+    out.push_str("# TYPE ringcast_stream_ingest_bytes_per_second gauge\n");
+    for s in &top {
+        let bps = s.publisher.as_ref().map_or(0.0, |p| p.ingest_kbps * 1000.0 / 8.0);
+        out.push_str(&format!(
+            "ringcast_stream_ingest_bytes_per_second{{{}}} {bps}\n",
+            names(&s.key)
+        ));
+    }
+    out.push_str("# HELP ringcast_stream_gop_cache_bytes Bytes in a stream's GOP cache.\n");
+    out.push_str("# TYPE ringcast_stream_gop_cache_bytes gauge\n");
+    for s in &top {
+        out.push_str(&format!(
+            "ringcast_stream_gop_cache_bytes{{{}}} {}\n",
+            names(&s.key),
+            s.gop_cache_bytes
+        ));
+    }
+    out
+}
+
 /// Why a connection closed, as the `reason` label spells it (one of [`CLOSE_REASONS`]).
 pub fn close_reason(reason: &str) -> &'static str {
     let r = reason.to_ascii_lowercase();
@@ -433,6 +486,28 @@ pub fn thread_cpu_time() -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_stream_figures_go_to_the_busiest_streams_with_escaped_labels() {
+        let report = |key: &str, players: usize| crate::hub::StreamReport {
+            key: key.into(),
+            publisher: None,
+            players: [("rtmp".to_owned(), players)].into_iter().collect(),
+            player_addresses: None,
+            gop_cache_bytes: 7,
+            gop_cache_frames: 1,
+            frames_dropped: 0,
+        };
+        let text = render_streams(&[report("live/quiet", 1), report("live/a\"b", 9)], 1);
+        assert!(
+            text.contains(
+                "ringcast_stream_players{app=\"live\",stream=\"a\\\"b\",proto=\"rtmp\"} 9"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("quiet"), "{text}");
+        assert_eq!(render_streams(&[], 5), "");
+    }
 
     #[test]
     fn reasons_map_to_a_small_set() {

@@ -103,7 +103,8 @@ fn prometheus_scrapes_and_every_dashboard_expression_has_data() {
         Path::new("/usr/bin/prometheus").exists(),
         "run scripts/test: it installs Debian's prometheus"
     );
-    let rc = Ringcast::start(&["--cores", "2"]);
+    let cfg = common::config_file("prom", "metrics_streams = 5\n");
+    let rc = Ringcast::start(&["--cores", "2", "--config", cfg.to_str().expect("path")]);
     let _ffmpeg = ffmpeg_publish(
         &rc.url("prom"),
         30,
@@ -157,7 +158,8 @@ fn prometheus_scrapes_and_every_dashboard_expression_has_data() {
     );
 
     // Players of both protocols for the whole measurement.
-    let http = http_player(rc.http, "/live/prom.flv", Duration::from_secs(12));
+    // Reads until the test is over (the thread ends with the process if not before).
+    let _http = http_player(rc.http, "/live/prom.flv", Duration::from_secs(60));
     let mut rtmp = Peer::connect(rc.rtmp, Intent::Play("prom".into()));
     let give_up = Instant::now() + Duration::from_secs(20);
     loop {
@@ -229,6 +231,13 @@ fn prometheus_scrapes_and_every_dashboard_expression_has_data() {
         assert!(sent > 100_000.0, "{proto}: {sent} bytes sent");
     }
 
+    // Per-stream figures (metrics_streams), summed over the cores.
+    let players = scalar(
+        prom,
+        "sum by (stream) (ringcast_stream_players{app=\"live\",stream=\"prom\"})",
+    );
+    assert_eq!(players, Some(2.0), "per-stream players of live/prom");
+
     // promtool accepts the exposition.
     let exposition = get(rc.http, "/metrics");
     let mut promtool = Command::new("promtool")
@@ -251,7 +260,6 @@ fn prometheus_scrapes_and_every_dashboard_expression_has_data() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = http.join();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -303,22 +311,38 @@ fn the_figures_agree_with_what_the_clients_counted() {
         p.iter()
             .all(|p| p.media().last().is_some_and(|m| m.timestamp == 89 * 33))
     });
+    // Whatever is still on its way arrives.
+    common::pump_for(Duration::from_millis(500), &mut refs);
     drop(refs);
-    // Everyone closes; the server has counted every byte it wrote by then.
+    publisher.pump();
+    // The players close first, and the server must have seen them go before the publisher
+    // leaves (or it would tell them, into closed sockets); then the publisher closes.
     let mut read: u64 = players.iter().map(|p| p.client.byte_counts().0).sum();
-    read += publisher.client.byte_counts().0;
     drop(players);
-    drop(publisher);
+    let closed = |after: &str| {
+        metric(
+            after,
+            "ringcast_connections_closed_total",
+            &["proto=\"rtmp\""],
+        )
+    };
     let give_up = Instant::now() + Duration::from_secs(10);
+    while closed(&get(rc.http, "/metrics")) < 6.0 {
+        assert!(
+            Instant::now() < give_up,
+            "the server did not see the players go"
+        );
+        publisher.pump();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    publisher.pump();
+    read += publisher.client.byte_counts().0;
+    drop(publisher);
     loop {
         let after = get(rc.http, "/metrics");
         let conns = metric(&after, "ringcast_connections_total", &["proto=\"rtmp\""]) - base_conns;
         let sent = metric(&after, "ringcast_bytes_sent_total", &["proto=\"rtmp\""]) - base_sent;
-        let closed = metric(
-            &after,
-            "ringcast_connections_closed_total",
-            &["proto=\"rtmp\""],
-        );
+        let closed = closed(&after);
         if closed >= 7.0 {
             assert_eq!(conns, 7.0, "connections_total");
             assert_eq!(

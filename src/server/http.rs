@@ -118,7 +118,12 @@ async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, deadline: Insta
             html(&stream, &body, req.method == "HEAD").await;
         }
         ("GET" | "HEAD", Route::Metrics) => {
-            let body = crate::metrics::render(core.started);
+            let mut body = crate::metrics::render(core.started);
+            let n = core.config.metrics_streams;
+            if n > 0 {
+                let streams = gather(&core, None).await;
+                body.push_str(&crate::metrics::render_streams(&streams, n));
+            }
             respond(
                 &stream,
                 "200 OK",
