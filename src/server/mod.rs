@@ -237,11 +237,18 @@ async fn core_main(
         })
     });
     // Figures that are states rather than events, once a second: streams, GOP cache
-    // bytes, cross-core drops, the core thread's CPU time.
+    // bytes, cross-core drops, the core thread's CPU time. Core 0 also runs the exporter's
+    // upkeep, which folds recorded histogram samples into their buckets (they would pile up
+    // between scrapes otherwise).
     let stats = {
         let core = core.clone();
         runtime::spawn(async move {
+            let mut tick = 0u64;
             loop {
+                tick += 1;
+                if core.index == 0 && core.config.metrics && tick % 5 == 0 {
+                    crate::metrics::handle().run_upkeep();
+                }
                 let (streams, bytes) = core.hub.borrow().stats();
                 let m = &core.metrics;
                 m.streams.set(streams as f64);
