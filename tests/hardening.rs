@@ -150,6 +150,7 @@ impl Witness {
             last = t;
         }
         worst = worst.max(Instant::now().duration_since(last));
+        eprintln!("witness: longest wait for media {worst:?}");
         assert!(
             worst < MAX_GAP + Duration::from_millis(200),
             "the witness player waited {worst:?} for media"
@@ -293,6 +294,10 @@ impl RssWatch {
 
     fn check(&self, what: &str) {
         let grew = self.peak.saturating_sub(self.base);
+        eprintln!(
+            "{what}: RSS {} KiB -> peak {} KiB (+{grew} KiB)",
+            self.base, self.peak
+        );
         assert!(
             grew < RSS_BOUND_KIB,
             "{what}: RSS grew by {grew} KiB (from {} KiB)",
@@ -371,6 +376,7 @@ fn a_window_of_one_byte_is_not_one_acknowledgement_per_message() {
     let back = raw
         .closed_within(Duration::from_secs(10))
         .expect("the server closes after our end");
+    eprintln!("a one-byte window: {back} bytes came back for {sent} sent");
     assert!(back < 64 * 1024, "{back} bytes came back for {sent} sent");
     rss.check("a one-byte window");
     witness.check();
