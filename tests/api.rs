@@ -8,27 +8,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Peer, Ringcast, ffmpeg_publish};
+use common::{Peer, Ringcast, ffmpeg_publish, http_request};
 use ringcast::rtmp::session::client::Intent;
 use ringcast::rtmp::session::status;
 use serde_json::Value;
-
-/// `METHOD path` → (status line, body).
-fn request(addr: SocketAddr, method: &str, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .expect("request");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
-        head.lines().next().unwrap_or("").to_owned(),
-        body.to_owned(),
-    )
-}
 
 /// HTTP-FLV players that keep reading until dropped.
 fn http_players(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
@@ -50,26 +33,7 @@ fn the_api_reports_streams_over_all_cores_and_delete_ends_a_publish() {
     let _ffmpeg = ffmpeg_publish(
         &rc.url("api"),
         30,
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=f=440",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-b:v",
-            "300k",
-            "-c:a",
-            "aac",
-        ],
+        &common::test_av("320x240", 25, &["-b:v", "300k"]),
     );
     rc.wait_log("publish", Duration::from_secs(10));
     let mut rtmp: Vec<Peer> = (0..3)
@@ -88,7 +52,7 @@ fn the_api_reports_streams_over_all_cores_and_delete_ends_a_publish() {
     let give_up = Instant::now() + Duration::from_secs(20);
     let stream = loop {
         drain(&mut rtmp, &mut http);
-        let (status, body) = request(rc.http, "GET", "/api/streams");
+        let (status, body) = http_request(rc.http, "GET", "/api/streams");
         assert!(status.starts_with("HTTP/1.1 200"), "{status}");
         let v: Value = serde_json::from_str(&body).expect("JSON");
         let s = v["streams"]
@@ -126,7 +90,7 @@ fn the_api_reports_streams_over_all_cores_and_delete_ends_a_publish() {
     );
 
     // One stream: its player addresses.
-    let (status, body) = request(rc.http, "GET", "/api/streams/live/api");
+    let (status, body) = http_request(rc.http, "GET", "/api/streams/live/api");
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     let one: Value = serde_json::from_str(&body).expect("JSON");
     let addrs = one["player_addresses"].as_array().expect("addresses");
@@ -138,11 +102,11 @@ fn the_api_reports_streams_over_all_cores_and_delete_ends_a_publish() {
             .count(),
         2
     );
-    let (status, _) = request(rc.http, "GET", "/api/streams/live/nothing");
+    let (status, _) = http_request(rc.http, "GET", "/api/streams/live/nothing");
     assert!(status.starts_with("HTTP/1.1 404"), "{status}");
 
     // DELETE ends the publish; RTMP players hear it.
-    let (status, body) = request(rc.http, "DELETE", "/api/streams/live/api");
+    let (status, body) = http_request(rc.http, "DELETE", "/api/streams/live/api");
     assert!(status.starts_with("HTTP/1.1 200"), "{status}: {body}");
     let give_up = Instant::now() + Duration::from_secs(10);
     while !rtmp.iter().all(|p| {
@@ -153,7 +117,7 @@ fn the_api_reports_streams_over_all_cores_and_delete_ends_a_publish() {
         assert!(Instant::now() < give_up, "no UnpublishNotify after DELETE");
         drain(&mut rtmp, &mut http);
     }
-    let (status, _) = request(rc.http, "DELETE", "/api/streams/live/api");
+    let (status, _) = http_request(rc.http, "DELETE", "/api/streams/live/api");
     assert!(
         status.starts_with("HTTP/1.1 404"),
         "a second DELETE: {status}"

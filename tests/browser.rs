@@ -32,28 +32,7 @@ fn chromium_plays_the_player_page_over_http_flv_and_websocket_flv() {
     let _ffmpeg = ffmpeg_publish(
         &rc.url("browser"),
         40,
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=30",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=f=440",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            "30",
-            "-b:v",
-            "800k",
-            "-c:a",
-            "aac",
-        ],
+        &common::test_av("640x360", 30, &["-tune", "zerolatency", "-b:v", "800k"]),
     );
     rc.wait_log("publish", Duration::from_secs(10));
     let page = format!("http://{}/live/browser", rc.http);

@@ -254,28 +254,7 @@ fn http_and_websocket_players_get_what_rtmp_players_get() {
     let _ffmpeg = ffmpeg_publish(
         &url,
         10,
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=30",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=f=440",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-bf",
-            "2",
-            "-g",
-            "30",
-            "-b:v",
-            "500k",
-            "-c:a",
-            "aac",
-        ],
+        &common::test_av("320x240", 30, &["-bf", "2", "-b:v", "500k"]),
     );
     rc.wait_log("publish", Duration::from_secs(10));
     // Join once the first GOP is cached, all three at once.
@@ -631,16 +610,10 @@ fn bad_requests_get_their_status_and_disturb_nobody() {
     assert!(!witness.ended);
 }
 
-/// The body of a `GET path` answer.
+/// The status line and body of `GET path`, as one text.
 fn get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .expect("request");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
+    let (status, body) = common::http_request(addr, "GET", path);
+    format!("{status}\r\n\r\n{body}")
 }
 
 #[test]
@@ -660,7 +633,8 @@ fn the_index_lists_live_streams_and_each_has_a_player_page() {
         );
     }
     let page = get(rc.http, "/live/listed");
-    assert!(page.contains("Content-Type: text/html"), "{page}");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("<!doctype html>"), "{page}");
     let cfg = ringcast::config::Config::default();
     assert!(page.contains(&format!("src=\"{}\"", cfg.player_script)));
     assert!(page.contains(&format!("integrity=\"{}\"", cfg.player_script_integrity)));

@@ -18,20 +18,9 @@ use ringcast::rtmp::session::client::{Event, Intent};
 use ringcast::rtmp::session::{Media, MediaKind};
 use serde_json::Value;
 
-/// The body of `GET path` (HTTP/1.1, the server closes).
+/// The body of `GET path`.
 fn get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .expect("request");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    match text.split_once("\r\n\r\n") {
-        Some((_, body)) => body.to_owned(),
-        None => text,
-    }
+    common::http_request(addr, "GET", path).1
 }
 
 /// `%`-encodes a query value.
@@ -108,26 +97,7 @@ fn prometheus_scrapes_and_every_dashboard_expression_has_data() {
     let _ffmpeg = ffmpeg_publish(
         &rc.url("prom"),
         30,
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=30",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=f=440",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "30",
-            "-b:v",
-            "400k",
-            "-c:a",
-            "aac",
-        ],
+        &common::test_av("320x240", 30, &["-b:v", "400k"]),
     );
     rc.wait_log("publish", Duration::from_secs(10));
 

@@ -430,6 +430,19 @@ impl Outbox {
         }
     }
 
+    /// [`Outbox::ready`], or `deadline` (a writer's timer), whichever comes first.
+    pub async fn ready_until(&self, deadline: Option<Instant>) {
+        match deadline {
+            Some(d) => {
+                tokio::select! {
+                    _ = self.ready() => {}
+                    _ = tokio::time::sleep_until(d.into()) => {}
+                }
+            }
+            None => self.ready().await,
+        }
+    }
+
     /// Whether [`Outbox::ready`] would return at once (the writer has been woken).
     pub fn is_woken(&self) -> bool {
         let i = self.inner.borrow();

@@ -14,11 +14,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::time::{sleep_until, timeout};
+use tokio::time::timeout;
 
 use super::Core;
 use super::log::Escaped;
-use super::rtmp::{count_drops, waits};
+use super::rtmp::{batch_written, waits};
 use crate::flv;
 use crate::http::websocket::{self, ClientFrame};
 use crate::hub::{Ending, Frame, Item, Outbox, Player, PlayerEvent};
@@ -295,15 +295,7 @@ async fn write_loop(conn: &Conn, stream: &Stream) {
     let mut timeline = Timeline::default();
     loop {
         let deadline = conn.player.borrow().as_ref().and_then(Player::deadline);
-        match deadline {
-            Some(d) => {
-                tokio::select! {
-                    _ = conn.outbox.ready() => {}
-                    _ = sleep_until(d.into()) => {}
-                }
-            }
-            None => conn.outbox.ready().await,
-        }
+        conn.outbox.ready_until(deadline).await;
         let now = Instant::now();
         let items = conn.outbox.take();
         let mut bufs: Vec<Bytes> = Vec::with_capacity(3 * items.len() + 4);
@@ -391,20 +383,13 @@ async fn write_loop(conn: &Conn, stream: &Stream) {
                 }
             }
             conn.outbox.drained();
-            if let Some(received) = oldest {
-                let done = Instant::now();
-                let m = &conn.core.metrics;
-                m.delivered(done.saturating_duration_since(received));
-                if let Some(ttff) = conn
-                    .player
-                    .borrow_mut()
-                    .as_mut()
-                    .and_then(|p| p.frames_sent(done))
-                {
-                    m.first_frame(ttff);
-                }
-            }
-            count_drops(&conn.core, &conn.counted_drops, conn.outbox.dropped());
+            batch_written(
+                &conn.core,
+                conn.player.borrow_mut().as_mut(),
+                oldest,
+                conn.outbox.dropped(),
+                &conn.counted_drops,
+            );
         }
         if end.is_some() || conn.closing.get() {
             return;

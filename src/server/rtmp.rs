@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use tokio::time::{sleep_until, timeout_at};
+use tokio::time::timeout_at;
 
 use super::Core;
 use super::log::Escaped;
@@ -225,10 +225,26 @@ async fn linger(stream: &Stream) {
     stream.shutdown_both();
 }
 
-/// Adds the frames a player dropped since the last count to the core's total.
-pub(crate) fn count_drops(core: &Core, counted: &Cell<u64>, dropped: u64) {
-    core.metrics.dropped(dropped.saturating_sub(counted.get()));
-    counted.set(dropped);
+/// The metrics of a write batch a player's socket took: the delivery latency of its oldest
+/// frame (one clock read), the player's time to first frame, and the frames it dropped
+/// since the last count.
+pub(crate) fn batch_written(
+    core: &Core,
+    player: Option<&mut Player>,
+    oldest: Option<Instant>,
+    dropped: u64,
+    counted_drops: &Cell<u64>,
+) {
+    let m = &core.metrics;
+    if let Some(received) = oldest {
+        let done = Instant::now();
+        m.delivered(done.saturating_duration_since(received));
+        if let Some(ttff) = player.and_then(|p| p.frames_sent(done)) {
+            m.first_frame(ttff);
+        }
+    }
+    m.dropped(dropped.saturating_sub(counted_drops.get()));
+    counted_drops.set(dropped);
 }
 
 /// How long this core's players wait for publishers.
@@ -570,15 +586,7 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        match deadline {
-            Some(d) => {
-                tokio::select! {
-                    _ = conn.outbox.ready() => {}
-                    _ = sleep_until(d.into()) => {}
-                }
-            }
-            None => conn.outbox.ready().await,
-        }
+        conn.outbox.ready_until(deadline).await;
         let now = Instant::now();
         let mut bufs: Vec<Bytes> = Vec::new();
         if ping_deadline.is_some_and(|d| now >= d) {
@@ -687,18 +695,13 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
                 }
             }
             conn.outbox.drained();
-            if let Some(received) = oldest {
-                let done = Instant::now();
-                let m = &conn.core.metrics;
-                m.delivered(done.saturating_duration_since(received));
-                if let Role::Player { player, .. } = &mut *conn.role.borrow_mut() {
-                    if let Some(ttff) = player.frames_sent(done) {
-                        m.first_frame(ttff);
-                    }
-                }
-            }
+            let mut role = conn.role.borrow_mut();
+            let player = match &mut *role {
+                Role::Player { player, .. } => Some(player),
+                _ => None,
+            };
             let dropped = conn.outbox.dropped();
-            count_drops(&conn.core, &conn.counted_drops, dropped);
+            batch_written(&conn.core, player, oldest, dropped, &conn.counted_drops);
         }
         if close_after {
             conn.set_reason("closed by server");

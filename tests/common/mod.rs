@@ -367,7 +367,7 @@ pub fn pump_for(d: Duration, peers: &mut [&mut Peer]) {
 
 /// ffmpeg publishing `seconds` to `url` in real time (`-re`), as FLV, from the lavfi inputs
 /// and codec options in `args` (e.g. `-f lavfi -i sine=… -c:a aac`).
-pub fn ffmpeg_publish(url: &str, seconds: u32, args: &[&str]) -> Proc {
+pub fn ffmpeg_publish<S: AsRef<std::ffi::OsStr>>(url: &str, seconds: u32, args: &[S]) -> Proc {
     Proc(
         Command::new("ffmpeg")
             .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
@@ -377,6 +377,51 @@ pub fn ffmpeg_publish(url: &str, seconds: u32, args: &[&str]) -> Proc {
             .stderr(Stdio::null())
             .spawn()
             .expect("ffmpeg installed (scripts/test installs it)"),
+    )
+}
+
+/// ffmpeg's arguments for a test picture of `size` (`WxH`) at `fps` with a sine tone,
+/// encoded to H.264 (ultrafast, a keyframe a second, plus `video`) and AAC.
+pub fn test_av(size: &str, fps: u32, video: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "-f".to_owned(),
+        "lavfi".to_owned(),
+        "-i".to_owned(),
+        format!("testsrc2=size={size}:rate={fps}"),
+        "-f".to_owned(),
+        "lavfi".to_owned(),
+        "-i".to_owned(),
+        "sine=f=440".to_owned(),
+        "-c:v".to_owned(),
+        "libx264".to_owned(),
+        "-preset".to_owned(),
+        "ultrafast".to_owned(),
+        "-g".to_owned(),
+        fps.to_string(),
+    ]
+    .into();
+    args.extend(video.iter().map(|v| (*v).to_owned()));
+    args.extend(["-c:a".to_owned(), "aac".to_owned()]);
+    args
+}
+
+/// The body of `METHOD path` over HTTP/1.1 (the connection closes after it): (status
+/// line, body).
+pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(
+        format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("request");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
     )
 }
 
