@@ -312,8 +312,37 @@ fn http_and_websocket_players_get_what_rtmp_players_get() {
     }
     drop((http, ws, rtmp));
 
-    // ffprobe and ffmpeg take the URL.
+    // curl reads a valid FLV stream that starts as it must.
     let http_url = format!("http://{}/live/cam.flv", rc.http);
+    let saved = common::tmp("curl.flv");
+    let (_, out) = run(
+        Command::new("curl")
+            .args(["-s", "-m", "3", "-o"])
+            .arg(&saved)
+            .arg(&http_url),
+        Duration::from_secs(10),
+    );
+    let mut file = BytesMut::from(&std::fs::read(&saved).expect("curl's file")[..]);
+    let mut curl = FlvClient::open(rc.http, "/nothing", Kind::Http);
+    curl.flv = std::mem::take(&mut file);
+    while let Some(item) = curl.reader.read(&mut curl.flv).expect("curl got valid FLV") {
+        match item {
+            flv::Item::Header {
+                has_audio,
+                has_video,
+            } => curl.flags = Some((has_audio, has_video)),
+            flv::Item::Tag(t) => curl.tags.push((Instant::now(), t)),
+        }
+    }
+    assert!(
+        curl.tags.len() > 50,
+        "curl: {} tags; {out}",
+        curl.tags.len()
+    );
+    check_start(&curl, "curl");
+    let _ = std::fs::remove_file(&saved);
+
+    // ffprobe and ffmpeg take the URL.
     let (ok, out) = run(
         Command::new("ffprobe").args([
             "-v",
