@@ -177,7 +177,10 @@ pub fn render_streams(streams: &[crate::hub::StreamReport], n: usize) -> String 
     out.push_str("# HELP ringcast_stream_ingest_bytes_per_second What a stream's publisher sent over the last 5 s.\n");
     out.push_str("# TYPE ringcast_stream_ingest_bytes_per_second gauge\n");
     for s in &top {
-        let bps = s.publisher.as_ref().map_or(0.0, |p| p.ingest_kbps * 1000.0 / 8.0);
+        let bps = s
+            .publisher
+            .as_ref()
+            .map_or(0.0, |p| p.ingest_kbps * 1000.0 / 8.0);
         out.push_str(&format!(
             "ringcast_stream_ingest_bytes_per_second{{{}}} {bps}\n",
             names(&s.key)
