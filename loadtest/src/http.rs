@@ -7,8 +7,9 @@ use bytes::{Buf, BytesMut};
 use ringcast::flv::{Item, Reader, TagType};
 use ringcast::rtmp::session::MediaKind;
 
-use crate::player::{Ctx, Sink, connect, io_end, read_some};
+use crate::player::{Ctx, Sink, connect, io_end, read_shared, read_some, readable};
 use crate::report::End;
+use ringcast::runtime::Io;
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -150,55 +151,100 @@ pub async fn play_http(ctx: &Ctx, sink: &mut Sink) -> End {
     if let Err(e) = stream.write_all(req.into_bytes().into()).await {
         return io_end(&e);
     }
-    let mut raw = BytesMut::with_capacity(64 * 1024);
-    let mut body = BytesMut::with_capacity(64 * 1024);
-    let mut chunked: Option<Chunked> = None;
-    let mut in_body = false;
-    let mut flv = Reader::default();
-    let mut ws_closed = false;
+    let mut state = Body {
+        ws,
+        in_body: false,
+        chunked: None,
+        body: BytesMut::new(),
+        flv: Reader::default(),
+    };
+    // io_uring reads into the player's own buffer; epoll into the thread's shared one
+    // (cache-hot), and only what a read leaves unparsed waits in the player's.
+    let mut raw = BytesMut::new();
     loop {
-        raw = match read_some(ctx, sink, &stream, raw, 64 * 1024).await {
-            Ok(b) => b,
-            Err(end) => return end,
+        let step = match ctx.io {
+            Io::Uring => match read_some(ctx, sink, &stream, raw, 16 * 1024).await {
+                Ok(b) => {
+                    raw = b;
+                    state.consume(ctx, sink, &mut raw)
+                }
+                Err(end) => return end,
+            },
+            Io::Epoll => match readable(ctx, sink, &stream).await {
+                Ok(()) => read_shared(ctx, sink, &stream, &mut raw, |sink, input| {
+                    state.consume(ctx, sink, input)
+                }),
+                Err(end) => return end,
+            },
         };
-        if !in_body {
-            let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-                if raw.len() > MAX_HEAD {
-                    return End::Error;
-                }
-                continue;
-            };
-            let head = raw.split_to(end + 4);
-            match parse_head(&head) {
-                Some((200, is_chunked)) if !ws => {
-                    chunked = is_chunked.then_some(Chunked::Size);
-                    in_body = true;
-                    sink.connected();
-                    sink.playing();
-                }
-                Some((101, _)) if ws => {
-                    in_body = true;
-                    sink.connected();
-                    sink.playing();
-                }
-                Some((404 | 403 | 401 | 503, _)) => return End::Refused,
-                _ => return End::Error,
-            }
+        match step {
+            Ok(None) => {}
+            Ok(Some(end)) | Err(end) => return end,
         }
-        match chunked.as_mut() {
-            _ if ws => match unframe_ws(&mut raw, &mut body) {
-                Ok(closed) => ws_closed = closed,
-                Err(()) => return End::Error,
+        if Instant::now() >= ctx.deadline {
+            return End::Clean;
+        }
+    }
+}
+
+/// Where an HTTP-FLV or WebSocket-FLV player is in its response.
+struct Body {
+    ws: bool,
+    /// The response head was read.
+    in_body: bool,
+    /// The chunked decoder, for a chunked body.
+    chunked: Option<Chunked>,
+    /// FLV bytes not yet demuxed (at most a partial tag after each read).
+    body: BytesMut,
+    flv: Reader,
+}
+
+impl Body {
+    /// Takes what it can from `input` (what is left is a partial head, chunk line or
+    /// frame): `Ok(Some(end))` when the stream ended.
+    fn consume(
+        &mut self,
+        ctx: &Ctx,
+        sink: &mut Sink,
+        input: &mut BytesMut,
+    ) -> Result<Option<End>, End> {
+        if !self.in_body {
+            let Some(end) = input.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return if input.len() > MAX_HEAD {
+                    Err(End::Error)
+                } else {
+                    Ok(None)
+                };
+            };
+            let head = input.split_to(end + 4);
+            match parse_head(&head) {
+                Some((200, is_chunked)) if !self.ws => {
+                    self.chunked = is_chunked.then_some(Chunked::Size);
+                }
+                Some((101, _)) if self.ws => {}
+                Some((404 | 403 | 401 | 503, _)) => return Err(End::Refused),
+                _ => return Err(End::Error),
+            }
+            self.in_body = true;
+            sink.connected();
+            sink.playing();
+        }
+        let mut closed = false;
+        match self.chunked.as_mut() {
+            _ if self.ws => match unframe_ws(input, &mut self.body) {
+                Ok(c) => closed = c,
+                Err(()) => return Err(End::Error),
             },
             Some(state) => {
-                if dechunk(state, &mut raw, &mut body).is_err() {
-                    return End::Error;
+                if dechunk(state, input, &mut self.body).is_err() {
+                    return Err(End::Error);
                 }
+                closed = *state == Chunked::Done;
             }
-            None => body.extend_from_slice(&raw.split()),
+            None => self.body.extend_from_slice(&input.split()),
         }
         loop {
-            match flv.read(&mut body) {
+            match self.flv.read(&mut self.body) {
                 Ok(Some(Item::Tag(tag))) => {
                     let kind = match tag.tag_type {
                         TagType::Audio => MediaKind::Audio,
@@ -209,19 +255,17 @@ pub async fn play_http(ctx: &Ctx, sink: &mut Sink) -> End {
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => break,
-                Err(_) => return End::Error,
+                Err(_) => return Err(End::Error),
             }
         }
-        if chunked == Some(Chunked::Done) || ws_closed {
-            return if Instant::now() >= ctx.deadline {
+        if closed {
+            return Ok(Some(if Instant::now() >= ctx.deadline {
                 End::Clean
             } else {
                 End::Reset
-            };
+            }));
         }
-        if Instant::now() >= ctx.deadline {
-            return End::Clean;
-        }
+        Ok(None)
     }
 }
 

@@ -334,7 +334,7 @@ fn read_result(ctx: &Ctx, sink: &mut Sink, res: std::io::Result<usize>) -> Resul
 }
 
 /// Waits until the stream is readable (epoll), within the run and the player's patience.
-async fn readable(ctx: &Ctx, sink: &Sink, stream: &Stream) -> Result<(), End> {
+pub(crate) async fn readable(ctx: &Ctx, sink: &Sink, stream: &Stream) -> Result<(), End> {
     let until = read_deadline(ctx, sink.started, sink.t0, sink.last_media);
     match timeout_at(until.into(), stream.readable()).await {
         Ok(Ok(())) => Ok(()),
@@ -353,20 +353,21 @@ thread_local! {
 }
 
 /// One read of an epoll player: into the shared buffer when nothing is pending, else
-/// after the pending bytes; then parsed. Nothing to read (a spurious wake-up) is no error.
-fn read_now(
+/// after the pending bytes; then handed to `parse`, which consumes what it can. Nothing to
+/// read (a spurious wake-up) is no error.
+pub(crate) fn read_shared<T: Default>(
     ctx: &Ctx,
     sink: &mut Sink,
     stream: &Stream,
     pending: &mut BytesMut,
-    client: &mut Client,
-) -> Result<(), End> {
-    let mut read_into = |buf: &mut BytesMut, sink: &mut Sink| -> Result<(), End> {
+    mut parse: impl FnMut(&mut Sink, &mut BytesMut) -> Result<T, End>,
+) -> Result<T, End> {
+    let mut read_into = |buf: &mut BytesMut, sink: &mut Sink| -> Result<T, End> {
         match stream.try_read_buf(buf, SHARED_READ_SIZE) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(T::default()),
             res => read_result(ctx, sink, res)?,
         };
-        parse(client, buf, sink)
+        parse(sink, buf)
     };
     if !pending.is_empty() {
         return read_into(pending, sink);
@@ -430,7 +431,9 @@ async fn play_rtmp(ctx: &Ctx, id: u64, sink: &mut Sink) -> End {
                 Err(end) => return end,
             },
             Io::Epoll => match readable(ctx, sink, &stream).await {
-                Ok(()) => read_now(ctx, sink, &stream, &mut inbuf, &mut client),
+                Ok(()) => read_shared(ctx, sink, &stream, &mut inbuf, |sink, buf| {
+                    parse(&mut client, buf, sink)
+                }),
                 Err(end) => Err(end),
             },
         };
