@@ -25,6 +25,10 @@ use crate::runtime::{self, Listener, Stream};
 const ANSWER_LINGER: Duration = Duration::from_secs(1);
 
 pub(crate) async fn accept(core: Rc<Core>, listener: Listener) {
+    super::accept_concurrently(core, listener, accept_loop).await;
+}
+
+async fn accept_loop(core: Rc<Core>, listener: Rc<Listener>) {
     loop {
         let (stream, peer) = admission::accept(&core, &listener).await;
         let Some(slot) = admission::admit(&core, peer, "http") else {

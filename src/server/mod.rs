@@ -333,10 +333,21 @@ async fn core_main(
 const CONCURRENT_ACCEPTS: usize = 16;
 
 async fn accept_rtmp(core: Rc<Core>, listener: Listener) {
+    accept_concurrently(core, listener, accept_rtmp_loop).await;
+}
+
+/// Runs [`CONCURRENT_ACCEPTS`] accept loops on one listener, so a burst of connections
+/// never waits behind one accept at a time (an io_uring accept is a round trip through
+/// the ring).
+pub(crate) async fn accept_concurrently<F, Fut>(core: Rc<Core>, listener: Listener, accept_loop: F)
+where
+    F: Fn(Rc<Core>, Rc<Listener>) -> Fut,
+    Fut: Future<Output = ()> + 'static,
+{
     let listener = Rc::new(listener);
     let mut loops = tokio::task::JoinSet::new();
     for _ in 0..CONCURRENT_ACCEPTS {
-        loops.spawn_local(accept_rtmp_loop(core.clone(), listener.clone()));
+        loops.spawn_local(accept_loop(core.clone(), listener.clone()));
     }
     // Aborting this task drops the set, which aborts the loops.
     while loops.join_next().await.is_some() {}
