@@ -404,6 +404,21 @@ mod tests {
         }
     }
 
+    /// Everything `c` reads until the end of the stream.
+    async fn read_to_end(c: &Stream) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = Vec::with_capacity(8192);
+        loop {
+            let (res, b) = c.read(buf).await;
+            let n = res.expect("read");
+            if n == 0 {
+                return got;
+            }
+            got.extend_from_slice(&b[..n]);
+            buf = b;
+        }
+    }
+
     /// tokio-uring and tokio move the same bytes through the same seam.
     #[test]
     fn both_backends_accept_read_and_writev() {
@@ -416,17 +431,7 @@ mod tests {
                 s.writev_all(parts).await.expect("writev");
                 s.shutdown_write();
             });
-            let mut got = Vec::new();
-            let mut buf = Vec::with_capacity(8192);
-            loop {
-                let (res, b) = c.read(buf).await;
-                let n = res.expect("read");
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&b[..n]);
-                buf = b;
-            }
+            let got = read_to_end(&c).await;
             server.await.expect("server task");
             assert_eq!(got.len(), 6 + 100_000, "{io:?}");
             assert_eq!(&got[..6], b"hello ");
@@ -444,17 +449,7 @@ mod tests {
                 s.writev_all(parts).await.expect("writev");
                 s.shutdown_write();
             });
-            let mut got = Vec::new();
-            let mut buf = Vec::with_capacity(8192);
-            loop {
-                let (res, b) = c.read(buf).await;
-                let n = res.expect("read");
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&b[..n]);
-                buf = b;
-            }
+            let got = read_to_end(&c).await;
             server.await.expect("server task");
             let want: Vec<u8> = (0..3 * IOV_MAX + 7)
                 .flat_map(|i| [(i % 251) as u8; 3])
