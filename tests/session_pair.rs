@@ -533,6 +533,22 @@ fn closing_reports_the_streams_that_were_active() {
     );
 }
 
+/// Pumps a publishing link until its publish is requested, accepts it, and returns the
+/// message stream id.
+fn accept_the_publish(p: &mut Link) -> u32 {
+    let sid = p
+        .pump()
+        .iter()
+        .find_map(|e| match e {
+            server::Event::PublishRequested { stream_id, .. } => Some(*stream_id),
+            _ => None,
+        })
+        .expect("publish requested");
+    p.server.accept_publish(sid);
+    p.pump();
+    sid
+}
+
 /// Raw chunk bytes of `msgs` (type id, stream id, timestamp, payload) on chunk stream 4,
 /// after a Set Chunk Size of 128 (whatever the client set before).
 fn raw_messages(msgs: &[(u8, u32, u32, Bytes)]) -> BytesMut {
@@ -628,16 +644,7 @@ fn a_message_flood_fails_the_session() {
     // The tags of an aggregate count one by one.
     let mut p = Link::new(Intent::Publish("s".into()), usize::MAX, false);
     p.server = Server::new(cfg, 1, 0);
-    let sid = p
-        .pump()
-        .iter()
-        .find_map(|e| match e {
-            server::Event::PublishRequested { stream_id, .. } => Some(*stream_id),
-            _ => None,
-        })
-        .expect("publish requested");
-    p.server.accept_publish(sid);
-    p.pump();
+    let sid = accept_the_publish(&mut p);
     let agg: Vec<u8> = (0..600u32)
         .flat_map(|i| flv_tag(8, i, &[0xAF, 1, 0]))
         .collect();
@@ -665,16 +672,7 @@ fn flv_tag(type_id: u8, ts: u32, body: &[u8]) -> Vec<u8> {
 fn empty_media_and_oversized_aggregates_are_not_passed_on() {
     use ringcast::rtmp::message::MAX_AGGREGATE_TAGS;
     let mut p = Link::new(Intent::Publish("s".into()), usize::MAX, false);
-    let sid = p
-        .pump()
-        .iter()
-        .find_map(|e| match e {
-            server::Event::PublishRequested { stream_id, .. } => Some(*stream_id),
-            _ => None,
-        })
-        .expect("publish requested");
-    p.server.accept_publish(sid);
-    p.pump();
+    let sid = accept_the_publish(&mut p);
     let events = |p: &mut Link, msgs: &[(u8, u32, u32, Bytes)]| {
         let mut b = raw_messages(msgs);
         p.server.handle_input(&mut b, p.now).expect("accepted");

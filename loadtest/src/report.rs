@@ -300,6 +300,24 @@ fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
 }
 
+/// The reports' table of percentiles, one row per named distribution (in ms).
+pub(crate) fn percentile_table(rows: &[(&str, &Percentiles)]) -> String {
+    let mut s =
+        String::from("                 count      p50      p90      p99    p99.9      max  (ms)\n");
+    for (name, q) in rows {
+        s.push_str(&format!(
+            "{name:<12} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+            q.count,
+            ms(q.p50),
+            ms(q.p90),
+            ms(q.p99),
+            ms(q.p999),
+            ms(q.max)
+        ));
+    }
+    s
+}
+
 impl Report {
     /// The human summary printed at the end.
     pub fn table(&self) -> String {
@@ -324,22 +342,11 @@ impl Report {
             self.mbit_per_s,
             self.frames
         ));
-        s.push_str("                 count      p50      p90      p99    p99.9      max  (ms)\n");
-        for (name, q) in [
+        s.push_str(&percentile_table(&[
             ("connect", &self.connect_ms),
             ("ttff", &self.ttff_ms),
             ("latency", &self.latency_ms),
-        ] {
-            s.push_str(&format!(
-                "{name:<12} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
-                q.count,
-                ms(q.p50),
-                ms(q.p90),
-                ms(q.p99),
-                ms(q.p999),
-                ms(q.max)
-            ));
-        }
+        ]));
         s.push_str(&format!(
             "integrity        {} errors ({} gaps, {} corrupt, {} out of order), {} stalls{}\n",
             self.integrity_errors,

@@ -37,7 +37,9 @@ use tokio::time::{sleep, sleep_until, timeout_at};
 use crate::player::{self, Ctx};
 use crate::procfs::{self, Proc};
 use crate::publisher::{self, Synth};
-use crate::report::{self, ByEnd, End, Harness, Percentiles, ThreadStats, Totals, bump};
+use crate::report::{
+    self, ByEnd, End, Harness, Percentiles, ThreadStats, Totals, bump, percentile_table,
+};
 use crate::target::{self, Span, Target};
 
 /// A player that starts near the end of the run still plays at least this long (or its
@@ -1257,10 +1259,6 @@ fn mib(kib: f64) -> String {
     format!("{:.1} MiB", kib / 1024.0)
 }
 
-fn ms(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
-}
-
 impl SoakReport {
     /// The human report printed at the end.
     pub fn text(&self, a: &SoakArgs) -> String {
@@ -1363,22 +1361,11 @@ impl SoakReport {
             self.bytes as f64 / 1e6,
             self.frames
         ));
-        s.push_str("                 count      p50      p90      p99    p99.9      max  (ms)\n");
-        for (name, q) in [
+        s.push_str(&percentile_table(&[
             ("connect", &self.connect_ms),
             ("ttff", &self.ttff_ms),
             ("latency", &self.latency_ms),
-        ] {
-            s.push_str(&format!(
-                "{name:<12} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
-                q.count,
-                ms(q.p50),
-                ms(q.p90),
-                ms(q.p99),
-                ms(q.p999),
-                ms(q.max)
-            ));
-        }
+        ]));
         s.push_str(&format!(
             "integrity        {} errors ({} gaps, {} corrupt, {} out of order), {} stalls\n",
             self.integrity_errors, self.gaps, self.corrupt, self.out_of_order, self.stalls
