@@ -465,6 +465,35 @@ fn an_aggregate_of_empty_tags_is_dropped() {
 }
 
 #[test]
+fn declared_lengths_cost_only_what_arrives() {
+    let rc = server("declared", "");
+    let witness = Witness::start(rc.rtmp);
+    let mut rss = RssWatch::new(&rc);
+    // 40 peers, each starting two video messages that declare 16 MiB (the most a connection
+    // may have pending: 32 MiB) and bringing 128 bytes of each.
+    let mut raws: Vec<Raw> = (0..40).map(|_| Raw::connect(rc.rtmp, None)).collect();
+    for raw in &mut raws {
+        // Back to chunks of 128 bytes, so that the first chunk of each message is whole.
+        assert!(raw.send(&[2, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0, 128]));
+        for csid in [6u8, 7] {
+            let mut chunk = vec![csid, 0, 0, 0, 0xFF, 0xFF, 0xFF, 9, 1, 0, 0, 0];
+            chunk.extend_from_slice(&[0x17; 128]);
+            assert!(raw.send(&chunk), "the server stopped reading");
+        }
+    }
+    // Each connection is still open, holding its two incomplete messages.
+    for raw in &mut raws {
+        assert!(raw.closed_within(Duration::from_millis(20)).is_none());
+    }
+    rss.sample(&rc);
+    let grew = rss.peak.saturating_sub(rss.base);
+    eprintln!("80 declared 16 MiB messages: RSS +{grew} KiB");
+    assert!(grew < 16 * 1024, "RSS grew by {grew} KiB for 10 KiB sent");
+    drop(raws);
+    witness.check();
+}
+
+#[test]
 fn oversized_and_value_heavy_commands_are_refused() {
     let rc = server("commands", "");
     let witness = Witness::start(rc.rtmp);

@@ -9,7 +9,7 @@
 mod reader;
 mod writer;
 
-pub use reader::{Reader, ReaderConfig};
+pub use reader::{PREALLOC_LEN, Reader, ReaderConfig};
 pub use writer::{Mode, Writer, encode_shared};
 
 use bytes::Bytes;

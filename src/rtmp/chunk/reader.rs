@@ -4,6 +4,10 @@ use bytes::{Buf, BytesMut};
 
 use super::{DEFAULT_CHUNK_SIZE, EXTENDED_TIMESTAMP, Error, MAX_CHUNK_SIZE, Message};
 
+/// The most bytes the reader sets aside for an incomplete message before its chunks arrive:
+/// a peer's declared length is only a claim, so the buffer grows with what it sends.
+pub const PREALLOC_LEN: usize = 64 << 10;
+
 /// Limits the [`Reader`] enforces on what a peer may make it hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReaderConfig {
@@ -71,7 +75,9 @@ struct ChunkStream {
 /// Feed it the receive buffer with [`Reader::read`]; it consumes whole chunks from the front
 /// and returns each message as soon as its last chunk arrived. A message that arrives in a
 /// single chunk is split out of the receive buffer without a copy; a message cut into several
-/// chunks is copied once into a buffer of its declared length.
+/// chunks is copied into a buffer that grows with what has arrived (at most
+/// [`PREALLOC_LEN`] at first, then doubling up to the declared length), so a header that
+/// declares 16 MiB and brings 128 bytes costs 64 KiB, not 16 MiB.
 ///
 /// Set Chunk Size and Abort messages take effect inside the reader as soon as they are read
 /// (so the very next chunk is parsed correctly) and are still returned to the caller.
@@ -107,6 +113,20 @@ fn le32(b: &[u8]) -> u32 {
         .take(4)
         .rev()
         .fold(0, |acc, &x| (acc << 8) | u32::from(x))
+}
+
+/// Makes room in `partial` for `more` bytes of a message of `length`: the capacity doubles
+/// (never past `length`), in one exact allocation, so a finished message holds no more than
+/// its own length and the copies add up to less than the message.
+fn grow(partial: &mut BytesMut, more: usize, length: usize) {
+    let need = partial.len() + more;
+    if need <= partial.capacity() {
+        return;
+    }
+    let cap = need.max(partial.capacity() * 2).min(length).max(need);
+    let mut bigger = BytesMut::with_capacity(cap);
+    bigger.extend_from_slice(partial);
+    *partial = bigger;
 }
 
 impl Reader {
@@ -344,7 +364,8 @@ impl Reader {
                 }));
             }
             self.pending += u64::from(length);
-            let mut partial = BytesMut::with_capacity(length as usize);
+            let mut partial =
+                BytesMut::with_capacity((length as usize).min(PREALLOC_LEN.max(chunk_len)));
             partial.extend_from_slice(&buf[..chunk_len]);
             buf.advance(chunk_len);
             s.partial = Some(partial);
@@ -354,6 +375,7 @@ impl Reader {
         let Some(partial) = s.partial.as_mut() else {
             return Ok(Step::Partial);
         };
+        grow(partial, chunk_len, length as usize);
         partial.extend_from_slice(&buf[..chunk_len]);
         buf.advance(chunk_len);
         if partial.len() < length as usize {
@@ -380,4 +402,60 @@ enum Step {
     NeedMore,
     Partial,
     Complete(Message),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partial_capacity(r: &Reader) -> usize {
+        r.streams
+            .iter()
+            .filter_map(|s| s.partial.as_ref())
+            .map(BytesMut::capacity)
+            .sum()
+    }
+
+    /// A fmt 0 header on csid 6 for a video message of `length`, then `body`.
+    fn video_chunk(length: u32, body: &[u8]) -> BytesMut {
+        let mut v = BytesMut::new();
+        v.extend_from_slice(&[6, 0, 0, 0]);
+        v.extend_from_slice(&length.to_be_bytes()[1..]);
+        v.extend_from_slice(&[9, 1, 0, 0, 0]);
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn a_declared_length_is_not_reserved_before_it_arrives() {
+        let mut r = Reader::default();
+        let mut buf = video_chunk(0xFF_FFFF, &[7; 128]);
+        assert!(r.read(&mut buf).expect("valid").is_none());
+        let cap = partial_capacity(&r);
+        assert!(cap >= 128 && cap <= PREALLOC_LEN, "capacity {cap}");
+    }
+
+    #[test]
+    fn a_long_message_grows_to_exactly_its_length() {
+        let mut r = Reader::default();
+        r.set_chunk_size(4096).expect("valid size");
+        let len = 300_000u32;
+        let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut buf = video_chunk(len, &body[..4096]);
+        for piece in body[4096..].chunks(4096) {
+            buf.extend_from_slice(&[0xC6]);
+            buf.extend_from_slice(piece);
+        }
+        let mut got = None;
+        let mut peak = 0;
+        while !buf.is_empty() {
+            if let Some(m) = r.read(&mut buf).expect("valid") {
+                got = Some(m);
+            }
+            peak = peak.max(partial_capacity(&r));
+        }
+        let m = got.expect("the message");
+        assert_eq!(&m.payload[..], &body[..]);
+        assert!(peak <= len as usize, "peak capacity {peak}");
+    }
 }
