@@ -432,7 +432,7 @@ mod tests {
         let mut buf = video_chunk(0xFF_FFFF, &[7; 128]);
         assert!(r.read(&mut buf).expect("valid").is_none());
         let cap = partial_capacity(&r);
-        assert!(cap >= 128 && cap <= PREALLOC_LEN, "capacity {cap}");
+        assert!((128..=PREALLOC_LEN).contains(&cap), "capacity {cap}");
     }
 
     #[test]
