@@ -136,6 +136,102 @@ pub struct Config {
     /// ping (nginx-rtmp's `ping_timeout`); `0s` never. Default `30s`.
     #[serde(with = "humantime")]
     pub ping_timeout: Duration,
+    /// Relaying between nodes: pulling from origins (an edge) and pushing upstream.
+    pub relay: RelayConfig,
+}
+
+/// How an edge orders the origins it may pull a stream from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Balance {
+    /// Rendezvous hashing of `APP/STREAM`: every edge pulls a given stream from the same
+    /// origin, and the origins share the streams.
+    Hash,
+    /// The order `origins` lists them in.
+    Ordered,
+}
+
+/// Where a stream published here is pushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushMode {
+    /// To one of `push`, chosen by rendezvous hashing of `APP/STREAM`.
+    Hash,
+    /// To every one of `push`.
+    All,
+}
+
+/// The `[relay]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Origins this node pulls the streams it does not have from: `rtmp://HOST:PORT`
+    /// (the player's app and stream name are appended). Default none.
+    pub origins: Vec<String>,
+    /// Pull on demand: the first player of a stream that is not here starts one pull for the
+    /// whole node (an edge). Default false.
+    pub pull: bool,
+    /// Upstreams every stream published here is forwarded to: `rtmp://HOST:PORT`.
+    /// Default none.
+    pub push: Vec<String>,
+    /// `hash` (one upstream per stream, by rendezvous hashing) or `all`. Default `hash`.
+    pub push_mode: PushMode,
+    /// Origin order for a pull: `hash` (rendezvous hashing of `APP/STREAM`) or `ordered`.
+    /// Default `hash`.
+    pub balance: Balance,
+    /// An HTTP service that says which origin holds a stream: `http://HOST:PORT/PATH`,
+    /// asked `GET PATH?app=APP&stream=STREAM` (`200` with an `rtmp://` URL, `404` if none)
+    /// before `origins`. Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locator: Option<String>,
+    /// A Redis stream registry, `redis://HOST:PORT/DB`: an origin writes
+    /// `ringcast:stream:APP/STREAM` → `advertise` while a stream is published here, and an
+    /// edge looks streams up there before `locator` and `origins`. Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    /// The `rtmp://HOST:PORT` other nodes reach this one at, written to the registry.
+    /// Default: `rtmp://` and the RTMP listen address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
+    /// How long a registry entry lives unless refreshed (it is refreshed every third of
+    /// it while the stream is published). Default `15s`.
+    #[serde(with = "humantime")]
+    pub registry_ttl: Duration,
+    /// How long a pull stays after its last player left. Default `5s`.
+    #[serde(with = "humantime")]
+    pub idle_linger: Duration,
+    /// The wait before a relay reconnects after every origin or upstream failed: from the
+    /// first value, doubling up to the second. Default `["200ms", "5s"]`.
+    #[serde(with = "backoff")]
+    pub reconnect_backoff: (Duration, Duration),
+    /// How long connecting to an origin or upstream may take, up to the first media of a
+    /// pull or the start of a push. Default `3s`.
+    #[serde(with = "humantime")]
+    pub connect_timeout: Duration,
+    /// This node's name in the chain relayed connections carry (so that a stream is never
+    /// relayed back through a node it passed). Default: random at start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            origins: Vec::new(),
+            pull: false,
+            push: Vec::new(),
+            push_mode: PushMode::Hash,
+            balance: Balance::Hash,
+            locator: None,
+            registry: None,
+            advertise: None,
+            registry_ttl: Duration::from_secs(15),
+            idle_linger: Duration::from_secs(5),
+            reconnect_backoff: (Duration::from_millis(200), Duration::from_secs(5)),
+            connect_timeout: Duration::from_secs(3),
+            node_id: None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -172,6 +268,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(30),
             ping_interval: Duration::from_secs(30),
             ping_timeout: Duration::from_secs(30),
+            relay: RelayConfig::default(),
         }
     }
 }
@@ -232,6 +329,59 @@ impl Config {
         if self.gop_cache_max_bytes == 0 {
             return bad("gop_cache_max_bytes", "must be at least 1");
         }
+        let r = &self.relay;
+        for (key, urls) in [("relay.origins", &r.origins), ("relay.push", &r.push)] {
+            for u in urls {
+                if let Err(e) = crate::relay::RtmpUrl::parse(u) {
+                    return Err(Error::Invalid {
+                        key,
+                        reason: format!("{u:?}: {e}"),
+                    });
+                }
+            }
+        }
+        if let Some(u) = &r.advertise {
+            if let Err(e) = crate::relay::RtmpUrl::parse(u) {
+                return Err(Error::Invalid {
+                    key: "relay.advertise",
+                    reason: format!("{u:?}: {e}"),
+                });
+            }
+        }
+        if let Some(u) = &r.locator {
+            if let Err(e) = crate::relay::locator::Locator::parse(u) {
+                return Err(Error::Invalid {
+                    key: "relay.locator",
+                    reason: format!("{u:?}: {e}"),
+                });
+            }
+        }
+        if let Some(u) = &r.registry {
+            if let Err(e) = crate::relay::registry::Registry::parse(u) {
+                return Err(Error::Invalid {
+                    key: "relay.registry",
+                    reason: format!("{u:?}: {e}"),
+                });
+            }
+        }
+        if r.pull && r.origins.is_empty() && r.locator.is_none() && r.registry.is_none() {
+            return bad(
+                "relay.pull",
+                "needs somewhere to pull from: origins, locator or registry",
+            );
+        }
+        if r.reconnect_backoff.0 > r.reconnect_backoff.1 || r.reconnect_backoff.0.is_zero() {
+            return bad(
+                "relay.reconnect_backoff",
+                "must be [min, max] with 0 < min <= max",
+            );
+        }
+        if r.connect_timeout.is_zero() || r.registry_ttl < Duration::from_secs(1) {
+            return bad(
+                "relay.connect_timeout",
+                "connect_timeout must be above 0 and registry_ttl at least 1s",
+            );
+        }
         Ok(())
     }
 
@@ -263,6 +413,40 @@ mod humantime {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         super::parse_duration(&text).map_err(D::Error::custom)
+    }
+}
+
+/// `reconnect_backoff = ["200ms", "5s"]`: a minimum and a maximum.
+mod backoff {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _, ser::SerializeSeq};
+
+    pub fn serialize<S: Serializer>(d: &(Duration, Duration), s: S) -> Result<S::Ok, S::Error> {
+        let text = |d: &Duration| {
+            let ms = d.as_millis();
+            if ms % 1000 == 0 {
+                format!("{}s", ms / 1000)
+            } else {
+                format!("{ms}ms")
+            }
+        };
+        let mut seq = s.serialize_seq(Some(2))?;
+        seq.serialize_element(&text(&d.0))?;
+        seq.serialize_element(&text(&d.1))?;
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(Duration, Duration), D::Error> {
+        let v = Vec::<String>::deserialize(d)?;
+        let [min, max] = v.as_slice() else {
+            return Err(D::Error::custom(
+                "write [min, max], e.g. [\"200ms\", \"5s\"]",
+            ));
+        };
+        let min = super::parse_duration(min).map_err(D::Error::custom)?;
+        let max = super::parse_duration(max).map_err(D::Error::custom)?;
+        Ok((min, max))
     }
 }
 
@@ -325,6 +509,39 @@ mod tests {
 }
 
 #[cfg(test)]
+mod relay_tests {
+    use super::*;
+
+    #[test]
+    fn the_relay_table_parses_and_bad_values_name_their_key() {
+        let c = Config::from_toml(
+            "[relay]\npull = true\norigins = [\"rtmp://o1:1935\", \"rtmp://o2\"]\n\
+             balance = \"ordered\"\nreconnect_backoff = [\"100ms\", \"2s\"]\n",
+        )
+        .expect("parses");
+        assert!(c.relay.pull);
+        assert_eq!(c.relay.balance, Balance::Ordered);
+        assert_eq!(
+            c.relay.reconnect_backoff,
+            (Duration::from_millis(100), Duration::from_secs(2))
+        );
+        for (text, key) in [
+            ("[relay]\norigins = [\"http://o1\"]\n", "relay.origins"),
+            ("[relay]\npush = [\"rtmp://\"]\n", "relay.push"),
+            ("[relay]\npull = true\n", "relay.pull"),
+            ("[relay]\nreconnect_backoff = [\"5s\", \"1s\"]\n", "relay.reconnect_backoff"),
+            ("[relay]\nreconnect_backoff = [\"5s\"]\n", "reconnect_backoff"),
+            ("[relay]\nlocator = \"ftp://x\"\n", "relay.locator"),
+            ("[relay]\nregistry = \"http://x\"\n", "relay.registry"),
+            ("[relay]\nbalance = \"random\"\n", "balance"),
+        ] {
+            let e = Config::from_toml(text).expect_err(text);
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
 mod example_tests {
     use super::*;
 
@@ -337,7 +554,11 @@ mod example_tests {
             Config::default()
         );
         let defaults = Config::default().to_toml();
-        for line in defaults.lines() {
+        for line in defaults.lines().filter(|l| !l.trim().is_empty()) {
+            if line.starts_with('[') {
+                assert!(text.contains(line), "examples/ringcast.toml lacks `{line}`");
+                continue;
+            }
             let key = line.split('=').next().unwrap_or("").trim();
             assert!(
                 text.lines().any(|l| l.starts_with(&format!("{key} ="))),

@@ -34,6 +34,7 @@ pub mod flv;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod relay;
 pub mod rtmp;
 pub mod runtime;
 pub mod server;

@@ -94,6 +94,18 @@ fn describe() {
         "ringcast_accept_errors_total",
         "Failed accepts (descriptors out included)."
     );
+    describe_gauge!(
+        "ringcast_relays",
+        "Relay connections up, by direction (pull, push)."
+    );
+    describe_counter!(
+        "ringcast_relay_reconnects_total",
+        "Relay connections re-established after they broke, by direction."
+    );
+    describe_counter!(
+        "ringcast_relay_bytes_total",
+        "Bytes relays moved: read from origins (pull), written upstream (push)."
+    );
     describe_gauge!("ringcast_process_resident_memory_bytes", "Resident memory.");
     describe_gauge!("ringcast_process_open_fds", "Open file descriptors.");
     describe_gauge!("ringcast_process_max_fds", "The file descriptor limit.");
@@ -138,9 +150,9 @@ pub const CLOSE_REASONS: [&str; 7] = [
     "closed",
 ];
 /// The `reason` labels of `ringcast_publish_refused_total`.
-pub const PUBLISH_REFUSALS: [&str; 2] = ["name_in_use", "busy"];
+pub const PUBLISH_REFUSALS: [&str; 3] = ["name_in_use", "busy", "relay_loop"];
 /// The `reason` labels of `ringcast_play_refused_total`.
-pub const PLAY_REFUSALS: [&str; 3] = ["not_found", "busy", "not_live"];
+pub const PLAY_REFUSALS: [&str; 4] = ["not_found", "busy", "not_live", "relay_loop"];
 
 /// The per-stream part of the exposition (`metrics_streams`): for at most `n` of
 /// `streams`, those with the most players, their players by protocol, ingest bitrate and
@@ -249,7 +261,16 @@ pub struct CoreMetrics {
     /// Frames not sent to a full core.
     pub cross_core_dropped: Counter,
     accept_errors: Counter,
+    /// Relay connections up, by direction (pull, push).
+    relays: [Gauge; 2],
+    /// Relay reconnects, by direction.
+    relay_reconnects: [Counter; 2],
+    /// Relay bytes by direction: read from origins (pull), written upstream (push).
+    relay_bytes: [Counter; 2],
 }
+
+/// The relay directions, as the `direction` label spells them.
+pub const RELAY_DIRECTIONS: [&str; 2] = ["pull", "push"];
 
 impl CoreMetrics {
     /// Registers core `index`'s handles (installing the recorder if needed); with
@@ -281,6 +302,14 @@ impl CoreMetrics {
             busy: gauge!("ringcast_core_busy_seconds", "core" => core.clone()),
             cross_core_dropped: counter!("ringcast_cross_core_frames_dropped_total", "core" => core.clone()),
             accept_errors: counter!("ringcast_accept_errors_total", "core" => core.clone()),
+            relays: RELAY_DIRECTIONS
+                .map(|d| gauge!("ringcast_relays", "core" => core.clone(), "direction" => d)),
+            relay_reconnects: RELAY_DIRECTIONS.map(
+                |d| counter!("ringcast_relay_reconnects_total", "core" => core.clone(), "direction" => d),
+            ),
+            relay_bytes: RELAY_DIRECTIONS.map(
+                |d| counter!("ringcast_relay_bytes_total", "core" => core.clone(), "direction" => d),
+            ),
             core,
             enabled: true,
         };
@@ -337,6 +366,9 @@ impl CoreMetrics {
             busy: Gauge::noop(),
             cross_core_dropped: Counter::noop(),
             accept_errors: Counter::noop(),
+            relays: [Gauge::noop(), Gauge::noop()],
+            relay_reconnects: [Counter::noop(), Counter::noop()],
+            relay_bytes: [Counter::noop(), Counter::noop()],
         }
     }
 
@@ -453,6 +485,21 @@ impl CoreMetrics {
     pub fn accept_error(&self) {
         self.accept_errors.increment(1);
     }
+
+    /// A relay connection came up (`delta` 1) or went down (-1); `pull` or push.
+    pub fn relay_state(&self, pull: bool, delta: f64) {
+        self.relays[usize::from(!pull)].increment(delta);
+    }
+
+    /// A relay reconnected after its connection broke.
+    pub fn relay_reconnect(&self, pull: bool) {
+        self.relay_reconnects[usize::from(!pull)].increment(1);
+    }
+
+    /// Bytes a relay moved: read from an origin (pull) or written upstream (push).
+    pub fn relay_bytes(&self, pull: bool, n: usize) {
+        self.relay_bytes[usize::from(!pull)].increment(n as u64);
+    }
 }
 
 /// A connection's protocol.
@@ -500,6 +547,7 @@ mod tests {
             gop_cache_bytes: 7,
             gop_cache_frames: 1,
             frames_dropped: 0,
+            relays: Vec::new(),
         };
         let text = render_streams(&[report("live/quiet", 1), report("live/a\"b", 9)], 1);
         assert!(

@@ -18,7 +18,7 @@ pub use frame::{FRAME_OVERHEAD, Frame};
 pub use gop::GopCache;
 pub use outbox::{Item, Outbox, PlayerEvent, Tag};
 pub use player::{Ending, Player, Waits};
-pub use report::{PublisherReport, StreamReport, merge};
+pub use report::{PublisherReport, RelayReport, RelayStatus, StreamReport, merge};
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -35,6 +35,13 @@ use crate::rtmp::session::MediaKind;
 pub fn stream_key(app: &str, name: &str) -> String {
     let app = app.replace('%', "%25").replace('/', "%2F");
     format!("{app}/{name}")
+}
+
+/// The app and stream name of hub key `key` ([`stream_key`] undone).
+pub fn split_key(key: &str) -> (String, String) {
+    let (app, name) = key.split_once('/').unwrap_or((key, ""));
+    let app = app.replace("%2F", "/").replace("%25", "%");
+    (app, name.to_owned())
 }
 
 /// Frames messages one peer's backlog may hold while its inbox is full; past it frames to
@@ -131,6 +138,31 @@ pub enum CoreMsg {
         /// The stream key.
         key: String,
     },
+    /// A player of `key` on core `core` wants a stream nobody has here: pull it (sent to
+    /// the core that pulls `key` for the node, [`Hub::puller`]).
+    Pull {
+        /// The stream key.
+        key: String,
+        /// The relay chain of the player that asked (empty if it is not relayed).
+        via: String,
+    },
+    /// No origin has `key`: its waiting players give up.
+    NotFound {
+        /// The stream key.
+        key: String,
+    },
+    /// The relay feeding `key` lost its origin and reconnects: players hear the publisher
+    /// left and wait (subscriptions stay).
+    Break {
+        /// The stream key.
+        key: String,
+    },
+    /// The relay feeding `key` is back: a new start (metadata, sequence headers and a
+    /// keyframe follow).
+    Resume {
+        /// The stream key.
+        key: String,
+    },
     /// Stop: tell players the stream ended and close.
     Shutdown,
 }
@@ -157,6 +189,8 @@ pub struct HubConfig {
     /// woken per [`Hub::tick`], so a core's writes (and its players' reads) are spread over
     /// the coalescing period instead of all landing at once. 1 wakes everyone every tick.
     pub coalesce_slots: usize,
+    /// This node is an edge: a player of a stream nobody publishes here starts a pull.
+    pub pull: bool,
 }
 
 /// Who feeds a stream on this core.
@@ -188,6 +222,8 @@ struct Stream {
     ever_live: bool,
     /// Since when the local publisher publishes.
     since: Option<std::time::SystemTime>,
+    /// The local publisher is a relay pulling from this origin (reports).
+    upstream: Option<String>,
     /// Bytes the local publisher sent over the last seconds, by arrival (ingest bitrate).
     ingest: VecDeque<(Instant, usize)>,
 }
@@ -202,6 +238,7 @@ impl Stream {
             pending: Vec::new(),
             publisher: None,
             since: None,
+            upstream: None,
             ingest: VecDeque::new(),
             awaiting: None,
             ever_live: false,
@@ -262,6 +299,13 @@ pub struct Hub {
     next_phase: usize,
     /// Frames that could not be sent to a core because its inbox was full.
     pub dropped_cross_core: u64,
+    /// Streams to pull (this core pulls them for the node), with the chain of the player
+    /// that asked; taken by [`Hub::take_pull_requests`].
+    pull_requests: Vec<(String, String)>,
+    /// Woken when a pull request arrives.
+    pull_ready: Rc<Notify>,
+    /// The relays of each stream here (reports).
+    relays: HashMap<String, Vec<Rc<RelayStatus>>>,
 }
 
 /// Whether a player can start (or resume) at `f`: a video keyframe, or any audio frame of
@@ -297,6 +341,121 @@ impl Hub {
             cursor: 0,
             next_phase: 0,
             dropped_cross_core: 0,
+            pull_requests: Vec::new(),
+            pull_ready: Rc::new(Notify::new()),
+            relays: HashMap::new(),
+        }
+    }
+
+    /// The core that pulls `key` for the whole node: one per stream, the same on every core.
+    pub fn puller(&self, key: &str) -> usize {
+        (crate::relay::stable_hash(&[key]) % self.peers.len().max(1) as u64) as usize
+    }
+
+    /// Asks the puller of `key` to pull it (an edge with a player of a stream nobody has).
+    fn request_pull(&mut self, key: &str, via: String) {
+        let puller = self.puller(key);
+        if puller == self.core {
+            self.pull_requests.push((key.to_owned(), via));
+            self.pull_ready.notify_one();
+        } else {
+            let key = key.to_owned();
+            self.send(puller, CoreMsg::Pull { key, via });
+        }
+    }
+
+    /// The pull requests that arrived since the last call: (stream key, relay chain).
+    pub fn take_pull_requests(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.pull_requests)
+    }
+
+    /// Notified when a pull request arrives.
+    pub fn pull_ready(&self) -> Rc<Notify> {
+        self.pull_ready.clone()
+    }
+
+    /// Who watches locally owned `key`: its players on this core plus the cores subscribed
+    /// to it (a pull lingers while this is above 0).
+    pub fn audience(&self, key: &str) -> usize {
+        self.streams.get(key).map_or(0, |s| {
+            s.players.iter().filter(|p| !p.is_closed()).count() + s.subscribers.len()
+        })
+    }
+
+    /// No origin has `key`: players waiting for it here and on every core give up now.
+    pub fn not_found(&mut self, key: &str) {
+        self.not_found_local(key);
+        let key = key.to_owned();
+        self.broadcast(|| CoreMsg::NotFound { key: key.clone() });
+    }
+
+    fn not_found_local(&mut self, key: &str) {
+        if let Some(s) = self.streams.get(key) {
+            if s.source == Source::None {
+                for p in &s.players {
+                    p.push_event(PlayerEvent::NotFound);
+                }
+            }
+        }
+    }
+
+    /// Labels local publisher `id` of `key` as a relay from `origin` (reports).
+    pub fn set_upstream(&mut self, key: &str, id: u64, origin: Option<String>) {
+        if let Some(s) = self.streams.get_mut(key) {
+            if s.source == Source::Local(id) {
+                s.upstream = origin;
+            }
+        }
+    }
+
+    /// The relay that publishes `key` (local publisher `id`) lost its origin: its players,
+    /// here and on subscribed cores, hear the publisher left (and wait `republish_wait`);
+    /// the publication and the subscriptions stay for [`Hub::relay_resume`].
+    pub fn relay_break(&mut self, key: &str, id: u64) {
+        self.flush();
+        let Some(s) = self.streams.get_mut(key) else {
+            return;
+        };
+        if s.source != Source::Local(id) {
+            return;
+        }
+        s.cache.reset();
+        for p in &s.players {
+            p.push_event(PlayerEvent::Unpublished);
+        }
+        let cores: Vec<usize> = s.subscribers.iter().map(|x| x.core).collect();
+        for core in cores {
+            self.send(
+                core,
+                CoreMsg::Break {
+                    key: key.to_owned(),
+                },
+            );
+        }
+    }
+
+    /// The relay that publishes `key` is back (from the same origin or another): a new
+    /// start for every player, here and on subscribed cores.
+    pub fn relay_resume(&mut self, key: &str, id: u64) {
+        let Some(s) = self.streams.get_mut(key) else {
+            return;
+        };
+        if s.source != Source::Local(id) {
+            return;
+        }
+        s.cache.reset();
+        s.ingest.clear();
+        for p in &s.players {
+            p.push_event(PlayerEvent::Republished);
+        }
+        let cores: Vec<usize> = s.subscribers.iter().map(|x| x.core).collect();
+        for core in cores {
+            self.send(
+                core,
+                CoreMsg::Resume {
+                    key: key.to_owned(),
+                },
+            );
         }
     }
 
@@ -579,6 +738,7 @@ impl Hub {
         }
         s.source = Source::None;
         s.publisher = None;
+        s.upstream = None;
         for p in &s.players {
             p.push_event(PlayerEvent::Unpublished);
         }
@@ -607,6 +767,13 @@ impl Hub {
             s.players.push(player);
             // Live once the owner's snapshot arrives.
             self.subscribe(key, owner);
+            return false;
+        }
+        if s.source == Source::None && self.config.pull {
+            let via = player.via();
+            s.players.push(player);
+            // Live once the pull publishes it (on whichever core pulls it).
+            self.request_pull(key, via);
             return false;
         }
         let live = s.live();
@@ -654,6 +821,13 @@ impl Hub {
                 self.streams.remove(key);
             }
         }
+    }
+
+    /// Whether local publisher `id` still publishes `key`.
+    pub fn publishes(&self, key: &str, id: u64) -> bool {
+        self.streams
+            .get(key)
+            .is_some_and(|s| s.source == Source::Local(id))
     }
 
     /// Whether `key` is live here or on another core.
@@ -868,6 +1042,31 @@ impl Hub {
             }
             CoreMsg::Disconnect { key } => {
                 self.disconnect_local(&key);
+            }
+            CoreMsg::Pull { key, via } => {
+                self.pull_requests.push((key, via));
+                self.pull_ready.notify_one();
+            }
+            CoreMsg::NotFound { key } => self.not_found_local(&key),
+            CoreMsg::Break { key } => {
+                if let Some(s) = self.streams.get_mut(&key) {
+                    if matches!(s.source, Source::Remote(_)) {
+                        s.cache.reset();
+                        for p in &s.players {
+                            p.push_event(PlayerEvent::Unpublished);
+                        }
+                    }
+                }
+            }
+            CoreMsg::Resume { key } => {
+                if let Some(s) = self.streams.get_mut(&key) {
+                    if matches!(s.source, Source::Remote(_)) && s.awaiting.is_none() {
+                        s.cache.reset();
+                        for p in &s.players {
+                            p.push_event(PlayerEvent::Republished);
+                        }
+                    }
+                }
             }
             CoreMsg::Shutdown => self.shutdown(),
         }

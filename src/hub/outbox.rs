@@ -28,6 +28,9 @@ pub enum PlayerEvent {
     /// The play asked for no more than it has been sent (`play` with a duration of 0):
     /// `NetStream.Play.Stop`, and the play ends (the connection stays).
     Complete,
+    /// Nobody has the stream: no publisher here and no origin has it (an edge's pull
+    /// found none). A waiting player gives up now instead of at `play_wait`.
+    NotFound,
 }
 
 /// One queued item.
@@ -113,6 +116,8 @@ pub struct Tag {
 pub struct Outbox {
     /// Who it is for (reports only).
     tag: RefCell<Option<Tag>>,
+    /// The chain of relay nodes the connection came through (empty: not relayed).
+    via: RefCell<String>,
     inner: RefCell<Inner>,
     ready: Notify,
     closed: Notify,
@@ -145,6 +150,7 @@ impl Outbox {
     ) -> Rc<Outbox> {
         Rc::new(Outbox {
             tag: RefCell::new(None),
+            via: RefCell::new(String::new()),
             inner: RefCell::new(Inner::default()),
             ready: Notify::new(),
             closed: Notify::new(),
@@ -487,6 +493,17 @@ impl Outbox {
     /// The label [`Outbox::set_tag`] set.
     pub fn tag(&self) -> Option<Tag> {
         self.tag.borrow().clone()
+    }
+
+    /// Records the chain of relay nodes the connection came through (`ringcastVia`); a
+    /// pull this player starts carries it on.
+    pub fn set_via(&self, via: &str) {
+        *self.via.borrow_mut() = via.to_owned();
+    }
+
+    /// The chain [`Outbox::set_via`] recorded; empty when the connection is not relayed.
+    pub fn via(&self) -> String {
+        self.via.borrow().clone()
     }
 
     /// Frames dropped by the slow-player policy so far.

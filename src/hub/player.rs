@@ -43,6 +43,8 @@ pub struct Player {
     unpublished_at: Option<Instant>,
     /// When it asked to play, until its first frame went out.
     joined: Option<Instant>,
+    /// Nobody has the stream ([`PlayerEvent::NotFound`]): its wait is over.
+    not_found: bool,
 }
 
 impl Player {
@@ -71,6 +73,7 @@ impl Player {
             waiting_since,
             unpublished_at: None,
             joined: Some(now),
+            not_found: false,
         }
     }
 
@@ -104,6 +107,7 @@ impl Player {
             }
             PlayerEvent::Unpublished => self.unpublished_at = Some(now),
             PlayerEvent::Republished => self.unpublished_at = None,
+            PlayerEvent::NotFound => self.not_found = self.waiting_since.is_some(),
             PlayerEvent::Shutdown | PlayerEvent::Complete => {}
         }
     }
@@ -111,6 +115,7 @@ impl Player {
     /// When the player gives up waiting, if it waits.
     pub fn deadline(&self) -> Option<Instant> {
         match (self.waiting_since, self.unpublished_at) {
+            (Some(t), _) if self.not_found => Some(t),
             (Some(t), _) => Some(t + self.waits.play),
             (None, Some(t)) => Some(t + self.waits.republish),
             _ => None,
@@ -156,6 +161,7 @@ mod tests {
             waiting_since: Some(t0),
             unpublished_at: None,
             joined: None,
+            not_found: false,
         };
         assert_eq!(p.deadline(), Some(t0 + waits.play));
         assert_eq!(p.expired(t0 + Duration::from_secs(4)), None);
@@ -166,5 +172,27 @@ mod tests {
         assert_eq!(p.expired(t0 + waits.republish), Some(Ending::PublisherGone));
         p.on_event(PlayerEvent::Republished, t0);
         assert_eq!(p.deadline(), None);
+        // Once started, a late "not found" (a pull's verdict) does not end the play.
+        p.on_event(PlayerEvent::NotFound, t0);
+        assert_eq!(p.deadline(), None);
+    }
+
+    #[test]
+    fn a_waiting_player_told_not_found_gives_up_at_once() {
+        let t0 = Instant::now();
+        let mut p = Player {
+            key: "live/x".into(),
+            outbox: Outbox::new(1 << 20, Duration::from_secs(1), false),
+            waits: Waits {
+                play: Duration::from_secs(5),
+                republish: Duration::from_secs(10),
+            },
+            waiting_since: Some(t0),
+            unpublished_at: None,
+            joined: None,
+            not_found: false,
+        };
+        p.on_event(PlayerEvent::NotFound, t0);
+        assert_eq!(p.expired(t0), Some(Ending::NotFound));
     }
 }

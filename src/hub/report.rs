@@ -3,7 +3,9 @@
 //! ingest bitrate), players by protocol, the GOP cache, frames dropped. A request on one
 //! core gathers every core's reports through the cross-core messages and [`merge`]s them.
 
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -58,6 +60,73 @@ pub struct StreamReport {
     pub gop_cache_frames: usize,
     /// Frames its players skipped for being behind.
     pub frames_dropped: u64,
+    /// The relays of the stream on this node: its pull, its pushes.
+    pub relays: Vec<RelayReport>,
+}
+
+/// One relay of a stream, as reports show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RelayReport {
+    /// `pull` (from an origin) or `push` (to an upstream).
+    pub direction: &'static str,
+    /// The origin or upstream, `rtmp://HOST:PORT`.
+    pub peer: String,
+    /// `connecting`, `up` or `reconnecting`.
+    pub state: &'static str,
+    /// Times it reconnected after its connection broke.
+    pub reconnects: u64,
+    /// Bytes it moved: read from the origin, or written upstream.
+    pub bytes: u64,
+}
+
+/// A relay's figures: its task keeps them, reports read them (see [`Hub::add_relay`]).
+#[derive(Debug)]
+pub struct RelayStatus {
+    direction: &'static str,
+    peer: RefCell<String>,
+    state: Cell<&'static str>,
+    reconnects: Cell<u64>,
+    bytes: Cell<u64>,
+}
+
+impl RelayStatus {
+    /// A relay in `direction` (`pull` or `push`), connecting.
+    pub fn new(direction: &'static str) -> Rc<RelayStatus> {
+        Rc::new(RelayStatus {
+            direction,
+            peer: RefCell::new(String::new()),
+            state: Cell::new("connecting"),
+            reconnects: Cell::new(0),
+            bytes: Cell::new(0),
+        })
+    }
+
+    /// Connected to `peer`.
+    pub fn up(&self, peer: &str) {
+        *self.peer.borrow_mut() = peer.to_owned();
+        self.state.set("up");
+    }
+
+    /// Its connection broke; it reconnects.
+    pub fn broke(&self) {
+        self.state.set("reconnecting");
+        self.reconnects.set(self.reconnects.get() + 1);
+    }
+
+    /// It moved `n` more bytes.
+    pub fn add_bytes(&self, n: u64) {
+        self.bytes.set(self.bytes.get() + n);
+    }
+
+    fn report(&self) -> RelayReport {
+        RelayReport {
+            direction: self.direction,
+            peer: self.peer.borrow().clone(),
+            state: self.state.get(),
+            reconnects: self.reconnects.get(),
+            bytes: self.bytes.get(),
+        }
+    }
 }
 
 fn codec(f: &Frame) -> Option<String> {
@@ -78,13 +147,23 @@ fn metadata(body: &Bytes) -> Option<Value> {
 }
 
 impl Stream {
-    fn report(&self, key: &str, detail: bool, now: Instant) -> StreamReport {
+    fn report(
+        &self,
+        key: &str,
+        detail: bool,
+        now: Instant,
+        relays: Option<&Vec<Rc<RelayStatus>>>,
+    ) -> StreamReport {
         let mut players: BTreeMap<String, usize> = BTreeMap::new();
         let mut addresses = Vec::new();
         let mut dropped = 0;
         for p in &self.players {
             let tag = p.tag();
             let proto = tag.as_ref().map_or("unknown", |t| t.proto);
+            // A push is a relay, listed with the relays, not a player.
+            if proto.starts_with("relay_") {
+                continue;
+            }
             *players.entry(proto.to_owned()).or_default() += 1;
             if detail {
                 if let Some(t) = tag {
@@ -136,6 +215,7 @@ impl Stream {
             gop_cache_bytes: if own { self.cache.bytes() } else { 0 },
             gop_cache_frames: if own { self.cache.frames() } else { 0 },
             frames_dropped: dropped,
+            relays: relays.into_iter().flatten().map(|r| r.report()).collect(),
         }
     }
 }
@@ -148,8 +228,23 @@ impl Hub {
             .iter()
             .filter(|(_, s)| matches!(s.source, Source::Local(_)) || !s.players.is_empty())
             .filter(|(k, _)| detail.is_none_or(|d| d == k.as_str()))
-            .map(|(k, s)| s.report(k, detail.is_some(), now))
+            .map(|(k, s)| s.report(k, detail.is_some(), now, self.relays.get(k)))
             .collect()
+    }
+
+    /// Lists `status` among the relays of `key` in reports, until [`Hub::remove_relay`].
+    pub fn add_relay(&mut self, key: &str, status: Rc<RelayStatus>) {
+        self.relays.entry(key.to_owned()).or_default().push(status);
+    }
+
+    /// Takes `status` off the relays of `key`.
+    pub fn remove_relay(&mut self, key: &str, status: &Rc<RelayStatus>) {
+        if let Some(v) = self.relays.get_mut(key) {
+            v.retain(|r| !Rc::ptr_eq(r, status));
+            if v.is_empty() {
+                self.relays.remove(key);
+            }
+        }
     }
 }
 
@@ -175,6 +270,7 @@ pub fn merge(reports: impl IntoIterator<Item = StreamReport>) -> Vec<StreamRepor
                 m.gop_cache_bytes += r.gop_cache_bytes;
                 m.gop_cache_frames += r.gop_cache_frames;
                 m.frames_dropped += r.frames_dropped;
+                m.relays.extend(r.relays);
             }
         }
     }
@@ -207,6 +303,7 @@ mod tests {
             gop_cache_bytes: usize::from(publisher) * 100,
             gop_cache_frames: usize::from(publisher) * 3,
             frames_dropped: 1,
+            relays: Vec::new(),
         }
     }
 

@@ -18,6 +18,7 @@ fn cfg() -> HubConfig {
         gop_cache_max_ms: 10_000,
         takeover: false,
         coalesce_slots: 1,
+        pull: false,
     }
 }
 
@@ -336,6 +337,7 @@ fn the_coalescing_wheel_wakes_one_slot_of_players_per_tick() {
         0,
         HubConfig {
             coalesce_slots: 4,
+            pull: false,
             ..cfg()
         },
         vec![],
@@ -725,4 +727,14 @@ fn stream_keys_keep_app_and_name_apart() {
     assert_eq!(stream_key("live", "a/b"), "live/a/b");
     assert_ne!(stream_key("live", "a/b"), stream_key("live/a", "b"));
     assert_ne!(stream_key("a%2Fb", "c"), stream_key("a/b", "c"));
+}
+
+#[test]
+fn split_key_undoes_stream_key() {
+    for (app, name) in [("live", "a/b"), ("live/a", "b"), ("a%2Fb", "c"), ("x", "")] {
+        assert_eq!(
+            split_key(&stream_key(app, name)),
+            (app.to_owned(), name.to_owned())
+        );
+    }
 }

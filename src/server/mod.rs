@@ -48,6 +48,10 @@ pub(crate) struct Core {
     pub(crate) shed: Cell<u64>,
     /// This core's metric handles.
     pub(crate) metrics: crate::metrics::CoreMetrics,
+    /// The IO backend (relays open their own connections).
+    pub(crate) io: Io,
+    /// Streams this core pulls for the node (one pull task each).
+    pub(crate) pulls: RefCell<std::collections::HashSet<String>>,
 }
 
 impl Core {
@@ -121,9 +125,30 @@ fn coalesce_slots(period: Duration) -> usize {
     (period.as_millis() / 4).clamp(1, 64) as usize
 }
 
+/// A node id for relay chains when the config names none: random enough that two nodes of
+/// one deployment never share it.
+fn random_node_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    format!("rc-{:012x}", h.finish() & 0xFFFF_FFFF_FFFF)
+}
+
 /// Binds the listeners and starts the core threads.
 pub fn start(config: &Config) -> anyhow::Result<Running> {
     config.validate()?;
+    let mut config = config.clone();
+    let node = config
+        .relay
+        .node_id
+        .get_or_insert_with(random_node_id)
+        .clone();
+    let config = &config;
     let io = resolve_io(config.io)?;
     let cores = config.effective_cores();
     let rtmp = runtime::reuseport_listeners(config.rtmp, cores)
@@ -142,6 +167,7 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
             .min(u128::from(u32::MAX)) as u32,
         takeover: config.publish_conflict == PublishConflict::Takeover,
         coalesce_slots: coalesce_slots(config.write_coalesce),
+        pull: config.relay.pull,
     };
     let mut threads = Vec::with_capacity(cores);
     for (index, ((rx, rtmp), http)) in rxs.into_iter().zip(rtmp).zip(http).enumerate() {
@@ -174,6 +200,8 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
                         reserve: RefCell::new(admission::reserve_fd()),
                         shed: Cell::new(0),
                         metrics,
+                        io,
+                        pulls: RefCell::new(std::collections::HashSet::new()),
                     });
                     let r = runtime::block_on(io, entries, core_main(core, io, rtmp, http, rx));
                     if let Err(e) = r {
@@ -187,6 +215,7 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
         http = %http_addr,
         cores,
         io = io.name(),
+        node = %node,
         "listening"
     );
     Ok(Running {
@@ -287,6 +316,23 @@ async fn core_main(
             }
         })
     };
+    // Pull requests (an edge): one pull task per stream this core pulls for the node.
+    let pulls = core.config.relay.pull.then(|| {
+        let core = core.clone();
+        let ready = core.hub.borrow().pull_ready();
+        runtime::spawn(async move {
+            loop {
+                ready.notified().await;
+                let requests = core.hub.borrow_mut().take_pull_requests();
+                for (key, via) in requests {
+                    if core.shutting_down.get() || !core.pulls.borrow_mut().insert(key.clone()) {
+                        continue;
+                    }
+                    runtime::spawn(crate::relay::pull::run(core.clone(), key, via));
+                }
+            }
+        })
+    });
     while let Some(msg) = inbox.recv().await {
         if matches!(msg, CoreMsg::Shutdown) {
             break;
@@ -317,6 +363,9 @@ async fn core_main(
     }
     backlog.abort();
     stats.abort();
+    if let Some(p) = pulls {
+        p.abort();
+    }
     if core.connections.get() > 0 {
         tracing::warn!(
             core = core.index,

@@ -15,6 +15,7 @@ use crate::hub::{
     Ending, Frame, Item, Outbox, Player, PlayerEvent, PublishError, Waits, stream_key,
 };
 use crate::metrics::{Proto, Role as MetricRole};
+use crate::relay::{VIA_PROPERTY, Via};
 use crate::rtmp::chunk::ReaderConfig;
 use crate::rtmp::session::server::{Event, Server, ServerConfig};
 use crate::rtmp::session::status;
@@ -74,6 +75,8 @@ struct Conn {
     peer_gone: Cell<bool>,
     /// Frames dropped that the metrics already counted.
     counted_drops: Cell<u64>,
+    /// The relay chain the peer named in `connect` (empty: not a relay).
+    via: RefCell<Via>,
 }
 
 impl Conn {
@@ -138,6 +141,7 @@ pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: 
         last_media: Cell::new(Instant::now()),
         peer_gone: Cell::new(false),
         counted_drops: Cell::new(0),
+        via: RefCell::new(Via::default()),
         core: core.clone(),
     });
     core.register(&conn.outbox);
@@ -378,10 +382,50 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
     }
 }
 
+/// This node's id in relay chains.
+fn node_id(core: &Core) -> &str {
+    core.config.relay.node_id.as_deref().unwrap_or_default()
+}
+
+/// A publish started here: push it upstream and advertise it in the registry, as the
+/// `[relay]` config says.
+fn start_relays(conn: &Conn, key: &str, id: u64) {
+    let core = &conn.core;
+    let relay = &core.config.relay;
+    if !relay.push.is_empty() {
+        let chain = conn.via.borrow().through(node_id(core));
+        for target in crate::relay::push::targets(&relay.push, relay.push_mode, key) {
+            runtime::spawn(crate::relay::push::run(
+                core.clone(),
+                key.to_owned(),
+                id,
+                target,
+                chain.clone(),
+            ));
+        }
+    }
+    if relay.registry.is_some() {
+        runtime::spawn(crate::relay::advertise::run(
+            core.clone(),
+            key.to_owned(),
+            id,
+        ));
+    }
+}
+
 /// Acts on one session event. Returns false when the connection must close.
 fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
     match ev {
-        Event::Connected { app, tc_url, .. } => {
+        Event::Connected {
+            app,
+            tc_url,
+            object,
+        } => {
+            if let Some(v) = object.get(VIA_PROPERTY).and_then(|v| v.as_str()) {
+                let via = Via::parse(v);
+                conn.outbox.set_via(v);
+                *conn.via.borrow_mut() = via;
+            }
             tracing::debug!(
                 peer = %conn.peer,
                 app = %Escaped(&app),
@@ -396,6 +440,16 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             ..
         } => {
             let key = stream_key(&app, &stream);
+            if conn.via.borrow().is_loop(node_id(&conn.core)) {
+                conn.core.metrics.publish_refused("relay_loop");
+                conn.session.borrow_mut().reject_publish(
+                    stream_id,
+                    status::PUBLISH_BAD_NAME,
+                    "relay loop: this stream already passed through this node",
+                );
+                conn.set_reason("publish refused: relay loop");
+                return false;
+            }
             if !matches!(*conn.role.borrow(), Role::Idle) || conn.core.shutting_down.get() {
                 conn.session.borrow_mut().reject_publish(
                     stream_id,
@@ -424,6 +478,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                     if conn.core.log_gate.allow() {
                         tracing::info!(peer = %conn.peer, stream = %Escaped(&key), "publish");
                     }
+                    start_relays(conn, &key, id);
                 }
                 Err(PublishError::InUse) => {
                     conn.core.metrics.publish_refused("name_in_use");
@@ -492,6 +547,14 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                 return true;
             }
             let key = stream_key(&app, &stream);
+            if conn.via.borrow().is_loop(node_id(&conn.core)) {
+                conn.core.metrics.play_refused(Proto::Rtmp, "relay_loop");
+                conn.session.borrow_mut().reject_play(
+                    stream_id,
+                    "relay loop: this node is already on the stream's path",
+                );
+                return true;
+            }
             // A live server has no recording to seek in: any start plays live, as
             // nginx-rtmp and SRS do. A duration of 0 asks for one picture: the stream's
             // current state (metadata, sequence headers, the GOP), then Play.Stop.
@@ -641,6 +704,8 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
                             s.stop_play(stream_id);
                             play_over = true;
                         }
+                        // The player's wait ends below (its deadline is now).
+                        PlayerEvent::NotFound => {}
                     }
                     let out = s.take_output();
                     if !out.is_empty() {

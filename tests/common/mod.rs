@@ -4,6 +4,9 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod flv_client;
+pub mod nginx;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -39,7 +42,12 @@ pub struct Ringcast {
 impl Ringcast {
     /// Starts the binary on loopback port 0 with `args` and waits for its listening line.
     pub fn start(args: &[&str]) -> Ringcast {
-        Ringcast::start_cmd(Command::new(env!("CARGO_BIN_EXE_ringcast")), args)
+        Ringcast::start_at("127.0.0.1:0", args)
+    }
+
+    /// Like [`Ringcast::start`], with RTMP on `rtmp` (to restart a server on its port).
+    pub fn start_at(rtmp: &str, args: &[&str]) -> Ringcast {
+        Ringcast::start_cmd(Command::new(env!("CARGO_BIN_EXE_ringcast")), rtmp, args)
     }
 
     /// Like [`Ringcast::start`], with at most `nofile` open file descriptors.
@@ -48,19 +56,12 @@ impl Ringcast {
         cmd.arg(format!("--nofile={nofile}:{nofile}"))
             .arg("--")
             .arg(env!("CARGO_BIN_EXE_ringcast"));
-        Ringcast::start_cmd(cmd, args)
+        Ringcast::start_cmd(cmd, "127.0.0.1:0", args)
     }
 
-    fn start_cmd(mut cmd: Command, args: &[&str]) -> Ringcast {
+    fn start_cmd(mut cmd: Command, rtmp: &str, args: &[&str]) -> Ringcast {
         let mut child = cmd
-            .args([
-                "--rtmp",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--log",
-                "info",
-            ])
+            .args(["--rtmp", rtmp, "--http", "127.0.0.1:0", "--log", "info"])
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

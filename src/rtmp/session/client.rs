@@ -50,6 +50,9 @@ pub struct ClientConfig {
     /// What `play` sends after the stream name: start, duration, reset. Default `[-2]`
     /// (live or recorded, until the end).
     pub play_args: Vec<Value>,
+    /// More properties of the `connect` command object (a relay names its chain of nodes
+    /// here). Default none.
+    pub connect_extra: Vec<(String, Value)>,
 }
 
 impl ClientConfig {
@@ -66,6 +69,7 @@ impl ClientConfig {
             window_ack_size: 2_500_000,
             reader: ReaderConfig::default(),
             play_args: vec![Value::Number(-2.0)],
+            connect_extra: Vec::new(),
         }
     }
 }
@@ -336,21 +340,25 @@ impl Client {
         if self.config.chunk_size != self.conn.writer.chunk_size() {
             self.conn.set_chunk_size(self.config.chunk_size);
         }
-        let mut props = vec![
-            ("app", Value::from(self.config.app.as_str())),
-            ("type", Value::from("nonprivate")),
-            ("flashVer", Value::from(self.config.flash_ver.as_str())),
-            ("tcUrl", Value::from(self.config.tc_url.as_str())),
+        let mut props: Vec<(String, Value)> = vec![
+            ("app".into(), Value::from(self.config.app.as_str())),
+            ("type".into(), Value::from("nonprivate")),
+            (
+                "flashVer".into(),
+                Value::from(self.config.flash_ver.as_str()),
+            ),
+            ("tcUrl".into(), Value::from(self.config.tc_url.as_str())),
         ];
         if matches!(self.config.intent, Intent::Play(_)) {
             props.extend([
-                ("fpad", Value::Boolean(false)),
-                ("capabilities", Value::Number(15.0)),
-                ("audioCodecs", Value::Number(4071.0)),
-                ("videoCodecs", Value::Number(252.0)),
-                ("videoFunction", Value::Number(1.0)),
+                ("fpad".into(), Value::Boolean(false)),
+                ("capabilities".into(), Value::Number(15.0)),
+                ("audioCodecs".into(), Value::Number(4071.0)),
+                ("videoCodecs".into(), Value::Number(252.0)),
+                ("videoFunction".into(), Value::Number(1.0)),
             ]);
         }
+        props.extend(self.config.connect_extra.iter().cloned());
         let cmd = Command::new("connect", TXN_CONNECT, Value::object(props), vec![]);
         self.conn.send_command(csid::COMMAND, 0, cmd);
     }

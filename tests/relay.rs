@@ -1,0 +1,713 @@
+//! Relays between real ringcast processes (and nginx-rtmp) on loopback: an edge pulls a
+//! stream once for all its players, fails over to another origin, pushes upstream through
+//! an upstream restart, asks a locator, forms a two-level tree, refuses loops, and says
+//! "not found" when no origin has a stream.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::flv_client::{FlvClient, Kind};
+use common::nginx::Nginx;
+use common::{Peer, Ringcast, config_file, http_request, until};
+use ringcast::hub::stream_key;
+use ringcast::rtmp::amf0::Value;
+use ringcast::rtmp::session::client::{Event, Intent};
+use ringcast::rtmp::session::{Media, MediaKind, status};
+
+const FPS: u64 = 30;
+/// A keyframe every this many frames (1 s).
+const GOP: u32 = 30;
+const AVC_HEADER: &[u8] = &[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1F, 0xFF, 0xE1];
+const AAC_HEADER: &[u8] = &[0xAF, 0, 0x12, 0x10];
+
+/// Video frame `i`: its index in bytes 5..9, then bytes that depend on it.
+fn video(i: u32) -> Media {
+    let key = i % GOP == 0;
+    let len = if key { 12_000 } else { 2_500 };
+    let mut p = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+    p.extend_from_slice(&i.to_be_bytes());
+    p.extend((0..len).map(|j: u32| j.wrapping_mul(2_654_435_761).wrapping_add(i) as u8));
+    Media {
+        kind: MediaKind::Video,
+        timestamp: i * 33,
+        payload: Bytes::from(p),
+    }
+}
+
+/// Audio frame `i`.
+fn audio(i: u32) -> Media {
+    let mut p = vec![0xAF, 1];
+    p.extend_from_slice(&i.to_be_bytes());
+    p.extend((0..200u32).map(|j| (j ^ i) as u8));
+    Media {
+        kind: MediaKind::Audio,
+        timestamp: i * 33 + 5,
+        payload: Bytes::from(p),
+    }
+}
+
+/// The frame index a coded frame carries (not a sequence header).
+fn index(kind: MediaKind, p: &[u8]) -> Option<u32> {
+    let at = match kind {
+        MediaKind::Video if p.len() >= 9 && p[1] == 1 => 5,
+        MediaKind::Audio if p.len() >= 6 && p[1] == 1 => 2,
+        _ => return None,
+    };
+    Some(u32::from_be_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]]))
+}
+
+/// A publisher of the synthetic stream on its own thread, at 30 fps, until stopped.
+struct Publisher {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Peer>,
+}
+
+impl Publisher {
+    fn start(addr: SocketAddr, name: &str) -> Publisher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = {
+            let stop = stop.clone();
+            let name = name.to_owned();
+            std::thread::spawn(move || {
+                let mut p = Peer::connect(addr, Intent::Publish(name));
+                until("publishing", &mut [&mut p], |p| {
+                    p[0].has(|e| matches!(e, Event::Publishing { .. }))
+                });
+                let meta = Value::EcmaArray(vec![
+                    ("width".into(), Value::Number(640.0)),
+                    ("height".into(), Value::Number(360.0)),
+                ]);
+                p.client.send_metadata(0, &meta);
+                for (kind, h) in [
+                    (MediaKind::Video, AVC_HEADER),
+                    (MediaKind::Audio, AAC_HEADER),
+                ] {
+                    p.client.send_media(&Media {
+                        kind,
+                        timestamp: 0,
+                        payload: Bytes::from_static(h),
+                    });
+                }
+                p.pump();
+                let _ = tx.send(());
+                let start = Instant::now();
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) && !p.closed {
+                    p.client.send_media(&video(i));
+                    p.client.send_media(&audio(i));
+                    p.pump();
+                    i += 1;
+                    let next = start + Duration::from_millis(u64::from(i) * 1000 / FPS);
+                    while Instant::now() < next {
+                        p.pump();
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                }
+                p
+            })
+        };
+        rx.recv_timeout(Duration::from_secs(15))
+            .expect("the publisher started");
+        Publisher { stop, thread }
+    }
+
+    /// Stops it; its peer, to look at what it heard.
+    fn stop(self) -> Peer {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("publisher thread")
+    }
+}
+
+/// Checks what a player received: metadata-free media in order as (kind, payload). Both
+/// sequence headers come before the first picture, which is a keyframe; from there every
+/// video and audio frame is the one published, byte for byte, with no index missing.
+/// Returns the pictures checked.
+fn check_intact(what: &str, media: &[(MediaKind, Bytes)]) -> usize {
+    check_frames(what, media, true)
+}
+
+/// [`check_intact`]; with `strict` false, the AAC sequence header need only come before
+/// the first coded audio frame (nginx-rtmp sends each header before its kind's first frame).
+fn check_frames(what: &str, media: &[(MediaKind, Bytes)], strict: bool) -> usize {
+    let is_picture = |(k, p): &(MediaKind, Bytes)| *k == MediaKind::Video && p.get(1) == Some(&1);
+    let first = media
+        .iter()
+        .position(is_picture)
+        .unwrap_or_else(|| panic!("{what}: no picture"));
+    let before = &media[..first];
+    assert!(
+        before
+            .iter()
+            .any(|(k, p)| *k == MediaKind::Video && &p[..] == AVC_HEADER),
+        "{what}: no AVC sequence header before the first picture"
+    );
+    let first_audio = media
+        .iter()
+        .position(|(k, p)| *k == MediaKind::Audio && p.get(1) == Some(&1))
+        .unwrap_or(media.len());
+    let audio_before = if strict {
+        before
+    } else {
+        &media[..first_audio]
+    };
+    assert!(
+        audio_before
+            .iter()
+            .any(|(k, p)| *k == MediaKind::Audio && &p[..] == AAC_HEADER),
+        "{what}: no AAC sequence header before the first picture (or audio frame)"
+    );
+    assert_eq!(
+        media[first].1[0], 0x17,
+        "{what}: the first picture is a keyframe"
+    );
+    let mut next: [Option<u32>; 2] = [None, None];
+    let mut pictures = 0;
+    for (kind, p) in &media[first..] {
+        let Some(i) = index(*kind, p) else {
+            continue;
+        };
+        let (slot, expected) = match kind {
+            MediaKind::Video => (0, video(i).payload),
+            _ => (1, audio(i).payload),
+        };
+        if let Some(n) = next[slot] {
+            assert_eq!(i, n, "{what}: {kind:?} frame {n} missing or out of order");
+        }
+        assert_eq!(p, &expected, "{what}: {kind:?} frame {i} differs");
+        next[slot] = Some(i + 1);
+        pictures += usize::from(slot == 0);
+    }
+    pictures
+}
+
+fn rtmp_media(p: &Peer) -> Vec<(MediaKind, Bytes)> {
+    p.media().into_iter().map(|m| (m.kind, m.payload)).collect()
+}
+
+fn flv_media(c: &FlvClient) -> Vec<(MediaKind, Bytes)> {
+    c.media().into_iter().map(|(k, _, d)| (k, d)).collect()
+}
+
+/// Pumps every player until `done` holds; panics after `limit` naming `what`.
+fn pump_until(
+    what: &str,
+    limit: Duration,
+    rtmp: &mut [Peer],
+    flv: &mut [FlvClient],
+    done: impl Fn(&[Peer], &[FlvClient]) -> bool,
+) {
+    let give_up = Instant::now() + limit;
+    while !done(rtmp, flv) {
+        assert!(Instant::now() < give_up, "timed out waiting for {what}");
+        for p in rtmp.iter_mut() {
+            p.pump();
+        }
+        for c in flv.iter_mut() {
+            c.pump();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn pictures_rtmp(p: &Peer) -> usize {
+    p.media()
+        .iter()
+        .filter(|m| m.kind == MediaKind::Video && m.payload.get(1) == Some(&1))
+        .count()
+}
+
+fn pictures_flv(c: &FlvClient) -> usize {
+    c.media()
+        .iter()
+        .filter(|(k, _, d)| *k == MediaKind::Video && d.get(1) == Some(&1))
+        .count()
+}
+
+/// A player of `name` on `addr` whose socket never blocks (many are pumped in turn).
+fn rtmp_player(addr: SocketAddr, name: &str) -> Peer {
+    let p = Peer::connect(addr, Intent::Play(name.into()));
+    p.sock.set_nonblocking(true).expect("nonblocking");
+    p
+}
+
+fn flv_player(http: SocketAddr, name: &str) -> FlvClient {
+    let c = FlvClient::open(http, &format!("/live/{name}.flv"), Kind::Http);
+    c.sock.set_nonblocking(true).expect("nonblocking");
+    c
+}
+
+/// An origin: a plain ringcast on two cores.
+fn origin(name: &str) -> Ringcast {
+    let cfg = config_file(&format!("relay-{name}"), "cores = 2\n");
+    Ringcast::start(&["--config", cfg.to_str().expect("utf-8")])
+}
+
+/// A ringcast whose `[relay]` table is `relay` (and `extra` top-level keys).
+fn node(name: &str, extra: &str, relay: &str) -> Ringcast {
+    let text = format!("cores = 2\n{extra}\n[relay]\n{relay}\n");
+    let cfg = config_file(&format!("relay-{name}"), &text);
+    Ringcast::start(&["--config", cfg.to_str().expect("utf-8")])
+}
+
+fn toml_list(urls: &[String]) -> String {
+    let quoted: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+fn base(rc: &Ringcast) -> String {
+    format!("rtmp://{}", rc.rtmp)
+}
+
+/// Players of `key` on `rc` by protocol, from `/api/streams`.
+fn api_players(rc: &Ringcast, key: &str) -> Option<serde_json::Value> {
+    let (status, body) = http_request(rc.http, "GET", "/api/streams");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    v["streams"]
+        .as_array()?
+        .iter()
+        .find(|s| s["key"] == key)
+        .cloned()
+}
+
+#[test]
+fn an_edge_pulls_once_for_two_hundred_players_on_every_core() {
+    let o1 = origin("o1");
+    let o2 = origin("o2");
+    let origins = vec![base(&o1), base(&o2)];
+    let e = node(
+        "edge",
+        "",
+        &format!(
+            "pull = true\norigins = {}\nbalance = \"hash\"",
+            toml_list(&origins)
+        ),
+    );
+    let name = "tree";
+    // Publish to the origin the stream hashes to: every edge would pull it from there.
+    let preferred = ringcast::relay::rendezvous(&origins, &stream_key("live", name))[0].clone();
+    let (home, other) = if preferred == origins[0] {
+        (&o1, &o2)
+    } else {
+        (&o2, &o1)
+    };
+    let publisher = Publisher::start(home.rtmp, name);
+    let mut rtmp: Vec<Peer> = (0..100).map(|_| rtmp_player(e.rtmp, name)).collect();
+    let mut flv: Vec<FlvClient> = (0..100).map(|_| flv_player(e.http, name)).collect();
+    pump_until(
+        "200 players on the edge receiving 2 s of pictures",
+        Duration::from_secs(30),
+        &mut rtmp,
+        &mut flv,
+        |r, f| r.iter().all(|p| pictures_rtmp(p) >= 60) && f.iter().all(|c| pictures_flv(c) >= 60),
+    );
+    for (i, p) in rtmp.iter().enumerate() {
+        assert!(!p.closed, "RTMP player {i} was closed");
+        check_intact(&format!("RTMP player {i}"), &rtmp_media(p));
+    }
+    for (i, c) in flv.iter().enumerate() {
+        check_intact(&format!("HTTP-FLV player {i}"), &flv_media(c));
+    }
+    // The origin sees one player of the stream, the edge's pull; the other origin none.
+    let s = api_players(home, &format!("live/{name}")).expect("the stream on its origin");
+    assert_eq!(s["players"], serde_json::json!({"rtmp": 1}), "{s}");
+    assert!(api_players(other, &format!("live/{name}")).is_none());
+    // The edge shows the relay and all its players.
+    let s = api_players(&e, &format!("live/{name}")).expect("the stream on the edge");
+    assert_eq!(s["players"]["rtmp"], 100, "{s}");
+    assert_eq!(s["players"]["http_flv"], 100, "{s}");
+    let relays = s["relays"].as_array().expect("relays");
+    assert_eq!(relays.len(), 1, "{s}");
+    assert_eq!(relays[0]["direction"], "pull", "{s}");
+    assert_eq!(relays[0]["peer"], preferred, "{s}");
+    assert_eq!(relays[0]["state"], "up", "{s}");
+    assert!(relays[0]["bytes"].as_u64().unwrap_or(0) > 100_000, "{s}");
+    let (_, metrics) = http_request(e.http, "GET", "/metrics");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("ringcast_relays{")
+            && l.contains("direction=\"pull\"")
+            && l.ends_with(" 1")),
+        "no pull in the edge's metrics"
+    );
+    drop(rtmp);
+    drop(flv);
+    // With no players left, the pull goes after idle_linger (5 s) and the origin sees
+    // nobody.
+    let give_up = Instant::now() + Duration::from_secs(15);
+    loop {
+        let players = api_players(home, &format!("live/{name}")).map(|s| s["players"].clone());
+        if players == Some(serde_json::json!({})) {
+            break;
+        }
+        assert!(Instant::now() < give_up, "the pull stayed: {players:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    e.wait_log("pull ended: no players", Duration::from_secs(5));
+    publisher.stop();
+}
+
+#[test]
+fn an_edge_fails_over_to_the_other_origin_and_its_players_stay() {
+    let o1 = origin("fo1");
+    let o2 = origin("fo2");
+    let origins = vec![base(&o1), base(&o2)];
+    let e = node(
+        "fo-edge",
+        "",
+        &format!("pull = true\norigins = {}", toml_list(&origins)),
+    );
+    let name = "redundant";
+    // Redundant encoders: the same stream on both origins.
+    let p1 = Publisher::start(o1.rtmp, name);
+    let p2 = Publisher::start(o2.rtmp, name);
+    let mut rtmp: Vec<Peer> = (0..5).map(|_| rtmp_player(e.rtmp, name)).collect();
+    let mut flv: Vec<FlvClient> = (0..5).map(|_| flv_player(e.http, name)).collect();
+    pump_until(
+        "the edge's players receiving",
+        Duration::from_secs(20),
+        &mut rtmp,
+        &mut flv,
+        |r, f| r.iter().all(|p| pictures_rtmp(p) >= 30) && f.iter().all(|c| pictures_flv(c) >= 30),
+    );
+    let preferred = ringcast::relay::rendezvous(&origins, &stream_key("live", name))[0].clone();
+    let (dying, _survivor) = if preferred == origins[0] {
+        (o1, o2)
+    } else {
+        (o2, o1)
+    };
+    let seen_rtmp: Vec<usize> = rtmp.iter().map(|p| p.events.len()).collect();
+    let seen_flv: Vec<usize> = flv.iter().map(|c| c.tags.len()).collect();
+    let killed = Instant::now();
+    drop(dying);
+    pump_until(
+        "pictures from the surviving origin",
+        Duration::from_secs(10),
+        &mut rtmp,
+        &mut flv,
+        |r, f| {
+            r.iter().zip(&seen_rtmp).all(|(p, &n)| {
+                p.media_since(n)
+                    .iter()
+                    .filter(|m| m.kind == MediaKind::Video && m.payload.get(1) == Some(&1))
+                    .count()
+                    >= 15
+            }) && f.iter().zip(&seen_flv).all(|(c, &n)| {
+                c.tags[n..]
+                    .iter()
+                    .filter(|(_, t)| {
+                        t.tag_type == ringcast::flv::TagType::Video && t.data.get(1) == Some(&1)
+                    })
+                    .count()
+                    >= 15
+            })
+        },
+    );
+    for (i, (p, &n)) in rtmp.iter().zip(&seen_rtmp).enumerate() {
+        assert!(!p.closed, "RTMP player {i} was disconnected");
+        let after: Vec<(MediaKind, Bytes)> = p
+            .media_since(n)
+            .into_iter()
+            .map(|m| (m.kind, m.payload))
+            .collect();
+        check_intact(&format!("RTMP player {i} after the failover"), &after);
+        let back = p.events[n..]
+            .iter()
+            .find(|(_, e)| matches!(e, Event::Media(m) if m.kind == MediaKind::Video && m.payload.get(1) == Some(&1)))
+            .map(|(t, _)| t.duration_since(killed))
+            .expect("a picture");
+        assert!(
+            back < Duration::from_secs(3),
+            "RTMP player {i}: pictures again after {back:?}"
+        );
+        assert!(
+            p.codes_since(n)
+                .iter()
+                .any(|c| c == status::PLAY_PUBLISH_NOTIFY),
+            "RTMP player {i} heard no PublishNotify: {:?}",
+            p.codes_since(n)
+        );
+    }
+    for (i, (c, &n)) in flv.iter().zip(&seen_flv).enumerate() {
+        assert!(!c.ended, "HTTP-FLV player {i} was disconnected");
+        let after: Vec<(MediaKind, Bytes)> = c.tags[n..]
+            .iter()
+            .filter_map(|(_, t)| match t.tag_type {
+                ringcast::flv::TagType::Audio => Some((MediaKind::Audio, t.data.clone())),
+                ringcast::flv::TagType::Video => Some((MediaKind::Video, t.data.clone())),
+                _ => None,
+            })
+            .collect();
+        check_intact(&format!("HTTP-FLV player {i} after the failover"), &after);
+    }
+    e.wait_log("pull broke", Duration::from_secs(1));
+    p1.stop();
+    p2.stop();
+}
+
+#[test]
+fn a_push_survives_an_upstream_restart_and_the_publisher_never_notices() {
+    let o = origin("push-o");
+    let upstream = base(&o);
+    let e = node("push-e", "", &format!("push = [{upstream:?}]"));
+    let name = "pushed";
+    let publisher = Publisher::start(e.rtmp, name);
+    let mut players = vec![rtmp_player(o.rtmp, name)];
+    pump_until(
+        "the upstream's player receiving",
+        Duration::from_secs(20),
+        &mut players,
+        &mut [],
+        |r, _| pictures_rtmp(&r[0]) >= 30,
+    );
+    check_intact("the upstream's player", &rtmp_media(&players[0]));
+    let (_, metrics) = http_request(e.http, "GET", "/metrics");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("ringcast_relays{")
+            && l.contains("direction=\"push\"")
+            && l.ends_with(" 1")),
+        "no push in the metrics"
+    );
+    // The upstream dies and comes back on the same port.
+    let addr = o.rtmp.to_string();
+    drop(players);
+    drop(o);
+    e.wait_log("push broke", Duration::from_secs(5));
+    let o = {
+        let cfg = config_file("relay-push-o2", "cores = 2\n");
+        Ringcast::start_at(&addr, &["--config", cfg.to_str().expect("utf-8")])
+    };
+    let mut players = vec![rtmp_player(o.rtmp, name)];
+    pump_until(
+        "the restarted upstream's player receiving",
+        Duration::from_secs(20),
+        &mut players,
+        &mut [],
+        |r, _| pictures_rtmp(&r[0]) >= 30,
+    );
+    check_intact("the restarted upstream's player", &rtmp_media(&players[0]));
+    let peer = publisher.stop();
+    assert!(!peer.closed, "the publisher was disconnected");
+    let codes = peer.codes_since(0);
+    assert_eq!(
+        codes,
+        vec![status::PUBLISH_START.to_owned()],
+        "the publisher heard more: {codes:?}"
+    );
+}
+
+/// A locator answering every request with `answer`; the request lines it got.
+fn locator(answer: String) -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            log.lock()
+                .expect("lock")
+                .push(text.lines().next().unwrap_or_default().to_owned());
+            let _ = s.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn an_edge_pulls_from_the_origin_the_locator_names_and_a_tree_has_two_levels() {
+    let o = origin("loc-o");
+    let decoy = origin("loc-decoy");
+    let (loc, seen) = locator(format!("{}\n", base(&o)));
+    // The locator is asked first; the decoy listed in origins is never needed.
+    let e1 = node(
+        "loc-e1",
+        "",
+        &format!(
+            "pull = true\nlocator = \"http://{loc}/where\"\norigins = [{:?}]",
+            base(&decoy)
+        ),
+    );
+    let e2 = node(
+        "loc-e2",
+        "",
+        &format!("pull = true\norigins = [{:?}]", base(&e1)),
+    );
+    let name = "located";
+    let publisher = Publisher::start(o.rtmp, name);
+    let mut rtmp = vec![rtmp_player(e2.rtmp, name), rtmp_player(e1.rtmp, name)];
+    let mut flv = vec![flv_player(e2.http, name)];
+    pump_until(
+        "players two levels down receiving",
+        Duration::from_secs(20),
+        &mut rtmp,
+        &mut flv,
+        |r, f| r.iter().all(|p| pictures_rtmp(p) >= 30) && pictures_flv(&f[0]) >= 30,
+    );
+    check_intact("RTMP player on E2", &rtmp_media(&rtmp[0]));
+    check_intact("RTMP player on E1", &rtmp_media(&rtmp[1]));
+    check_intact("HTTP-FLV player on E2", &flv_media(&flv[0]));
+    assert!(
+        seen.lock()
+            .expect("lock")
+            .iter()
+            .any(|l| l.starts_with("GET /where?app=live&stream=located ")),
+        "the locator was not asked: {:?}",
+        seen.lock().expect("lock")
+    );
+    assert!(api_players(&decoy, &format!("live/{name}")).is_none());
+    let s = api_players(&o, &format!("live/{name}")).expect("on the origin");
+    assert_eq!(s["players"], serde_json::json!({"rtmp": 1}), "{s}");
+    publisher.stop();
+}
+
+#[test]
+fn no_origin_means_not_found_at_once_and_loops_are_refused() {
+    let o = origin("nf-o");
+    let e = node(
+        "nf-e",
+        "play_wait = \"30s\"",
+        &format!("pull = true\norigins = [{:?}]", base(&o)),
+    );
+    let t0 = Instant::now();
+    let mut p = Peer::connect(e.rtmp, Intent::Play("nobody".into()));
+    until("StreamNotFound", &mut [&mut p], |p| {
+        p[0].codes_since(0)
+            .iter()
+            .any(|c| c == status::PLAY_STREAM_NOT_FOUND)
+    });
+    // Far sooner than play_wait: the origin said no (after its own play_wait of 5 s at most).
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    let (head, _) = http_request(e.http, "GET", "/live/nobody.flv");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+
+    // Two edges that pull from each other: a play on either is not found, not a loop.
+    let a_port = common::nginx::free_port();
+    let b = node(
+        "loop-b",
+        "play_wait = \"2s\"",
+        &format!("pull = true\norigins = [\"rtmp://127.0.0.1:{a_port}\"]\nnode_id = \"b\""),
+    );
+    let a_cfg = config_file(
+        "relay-loop-a",
+        &format!(
+            "cores = 2\nplay_wait = \"2s\"\n[relay]\npull = true\norigins = [{:?}]\nnode_id = \"a\"\n",
+            base(&b)
+        ),
+    );
+    let a = Ringcast::start_at(
+        &format!("127.0.0.1:{a_port}"),
+        &["--config", a_cfg.to_str().expect("utf-8")],
+    );
+    let mut p = Peer::connect(a.rtmp, Intent::Play("circle".into()));
+    until("StreamNotFound on a loop", &mut [&mut p], |p| {
+        p[0].codes_since(0)
+            .iter()
+            .any(|c| c == status::PLAY_STREAM_NOT_FOUND)
+    });
+    a.wait_log("pull: no origin has it", Duration::from_secs(5));
+    let log = a.log() + &b.log();
+    assert!(
+        log.contains("relay loop"),
+        "nobody refused the loop:\n{log}"
+    );
+}
+
+#[test]
+fn nginx_rtmp_and_ringcast_relay_to_each_other() {
+    // ringcast origin → nginx-rtmp edge (its `pull`) → players.
+    let o = origin("ngx-o");
+    let ngx_edge = Nginx::start(
+        "edge",
+        &format!(
+            "application live {{ live on; wait_key on; wait_video on; pull {}/live; }}",
+            base(&o)
+        ),
+    );
+    let name = "interop";
+    let publisher = Publisher::start(o.rtmp, name);
+    let ngx_addr: SocketAddr = format!("127.0.0.1:{}", ngx_edge.port)
+        .parse()
+        .expect("addr");
+    let mut players = vec![rtmp_player(ngx_addr, name)];
+    pump_until(
+        "a player of nginx-rtmp's pull",
+        Duration::from_secs(20),
+        &mut players,
+        &mut [],
+        |r, _| pictures_rtmp(&r[0]) >= 30,
+    );
+    check_frames(
+        "player of the nginx-rtmp edge",
+        &rtmp_media(&players[0]),
+        false,
+    );
+    drop(players);
+
+    // nginx-rtmp origin → ringcast edge → players.
+    let ngx_origin = Nginx::start("origin", "application live { live on; }");
+    let e = node(
+        "ngx-e",
+        "",
+        &format!("pull = true\norigins = [{:?}]", ngx_origin.base()),
+    );
+    let p2 = Publisher::start(ngx_addr_of(&ngx_origin), name);
+    let mut rtmp = vec![rtmp_player(e.rtmp, name)];
+    let mut flv = vec![flv_player(e.http, name)];
+    pump_until(
+        "players of a ringcast edge of nginx-rtmp",
+        Duration::from_secs(20),
+        &mut rtmp,
+        &mut flv,
+        |r, f| pictures_rtmp(&r[0]) >= 30 && pictures_flv(&f[0]) >= 30,
+    );
+    check_intact("RTMP player of the ringcast edge", &rtmp_media(&rtmp[0]));
+    check_intact("HTTP-FLV player of the ringcast edge", &flv_media(&flv[0]));
+    p2.stop();
+
+    // ringcast pushes to nginx-rtmp.
+    let ngx_up = Nginx::start(
+        "upstream",
+        "application live { live on; wait_key on; wait_video on; }",
+    );
+    let pe = node("ngx-push", "", &format!("push = [{:?}]", ngx_up.base()));
+    let p3 = Publisher::start(pe.rtmp, "pushed");
+    let mut players = vec![rtmp_player(ngx_addr_of(&ngx_up), "pushed")];
+    pump_until(
+        "a player of what ringcast pushed to nginx-rtmp",
+        Duration::from_secs(20),
+        &mut players,
+        &mut [],
+        |r, _| pictures_rtmp(&r[0]) >= 30,
+    );
+    // nginx-rtmp starts players at a keyframe without a GOP cache: the start is checked
+    // like any other.
+    check_frames(
+        "player of the nginx-rtmp upstream",
+        &rtmp_media(&players[0]),
+        false,
+    );
+    p3.stop();
+    publisher.stop();
+}
+
+fn ngx_addr_of(n: &Nginx) -> SocketAddr {
+    format!("127.0.0.1:{}", n.port).parse().expect("addr")
+}
