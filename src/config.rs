@@ -529,8 +529,14 @@ mod relay_tests {
             ("[relay]\norigins = [\"http://o1\"]\n", "relay.origins"),
             ("[relay]\npush = [\"rtmp://\"]\n", "relay.push"),
             ("[relay]\npull = true\n", "relay.pull"),
-            ("[relay]\nreconnect_backoff = [\"5s\", \"1s\"]\n", "relay.reconnect_backoff"),
-            ("[relay]\nreconnect_backoff = [\"5s\"]\n", "reconnect_backoff"),
+            (
+                "[relay]\nreconnect_backoff = [\"5s\", \"1s\"]\n",
+                "relay.reconnect_backoff",
+            ),
+            (
+                "[relay]\nreconnect_backoff = [\"5s\"]\n",
+                "reconnect_backoff",
+            ),
             ("[relay]\nlocator = \"ftp://x\"\n", "relay.locator"),
             ("[relay]\nregistry = \"http://x\"\n", "relay.registry"),
             ("[relay]\nbalance = \"random\"\n", "balance"),

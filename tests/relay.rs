@@ -711,3 +711,51 @@ fn nginx_rtmp_and_ringcast_relay_to_each_other() {
 fn ngx_addr_of(n: &Nginx) -> SocketAddr {
     format!("127.0.0.1:{}", n.port).parse().expect("addr")
 }
+
+#[test]
+fn an_edge_finds_the_origin_an_encoder_landed_on_in_the_registry() {
+    let redis = common::redis::Redis::start();
+    let registry = redis.url(3);
+    let reg = format!("registry = {registry:?}\nregistry_ttl = \"3s\"");
+    // Two origins behind a TCP balancer: the encoder lands on the second, which the edge
+    // does not list.
+    let o1 = node("reg-o1", "", &reg);
+    let o2 = node("reg-o2", "", &reg);
+    let e = node(
+        "reg-e",
+        "",
+        &format!("pull = true\n{reg}\norigins = [{:?}]", base(&o1)),
+    );
+    let name = "landed";
+    let publisher = Publisher::start(o2.rtmp, name);
+    o2.wait_log("publish", Duration::from_secs(5));
+    let mut players = vec![rtmp_player(e.rtmp, name)];
+    pump_until(
+        "the edge's player of a registered stream",
+        Duration::from_secs(20),
+        &mut players,
+        &mut [],
+        |r, _| pictures_rtmp(&r[0]) >= 30,
+    );
+    check_intact("player of the registered stream", &rtmp_media(&players[0]));
+    assert!(api_players(&o1, &format!("live/{name}")).is_none());
+    let s = api_players(&e, &format!("live/{name}")).expect("on the edge");
+    assert_eq!(s["relays"][0]["peer"], base(&o2), "{s}");
+    drop(players);
+    // Redis goes down: what flows keeps flowing, and the edge falls back to its origins.
+    drop(redis);
+    let p1 = Publisher::start(o1.rtmp, "fallback");
+    let mut players = vec![rtmp_player(e.rtmp, "fallback")];
+    pump_until(
+        "the edge's player without the registry",
+        Duration::from_secs(20),
+        &mut players,
+        &mut [],
+        |r, _| pictures_rtmp(&r[0]) >= 30,
+    );
+    check_intact("player while Redis is down", &rtmp_media(&players[0]));
+    e.wait_log("registry", Duration::from_secs(1));
+    p1.stop();
+    let peer = publisher.stop();
+    assert!(!peer.closed, "the publisher on the origin was disconnected");
+}

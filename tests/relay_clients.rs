@@ -2,80 +2,22 @@
 //! against a real `redis-server`, and the HTTP locator against a tiny server on a thread.
 //! Every wait has a deadline, and every process started is killed at the end.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::nginx::free_port;
+use common::redis::Redis;
 use ringcast::relay::locator::{LocateError, Locator};
 use ringcast::relay::registry::{Registry, RegistryError};
 use ringcast::runtime::{Io, block_on};
 
 /// How long one registry or locator operation may take.
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A port nothing listens on (it was free a moment ago).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
-}
-
-/// A `redis-server` on loopback, killed when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    /// Starts one on a free port and waits until it accepts connections.
-    fn start() -> Redis {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start redis-server ({e}): it must be installed \
-                     (scripts/test installs it; or apt-get install redis-server)"
-                )
-            });
-        let mut redis = Redis { child, port };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return redis;
-            }
-            if let Ok(Some(status)) = redis.child.try_wait() {
-                panic!("redis-server on port {port} exited at start: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {port} did not accept connections within 10 s"
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self, db: u32) -> String {
-        format!("redis://127.0.0.1:{}/{db}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The backends this machine has: epoll, and io_uring where it can be set up.
 fn backends() -> Vec<Io> {

@@ -5,12 +5,14 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use bytes::{Bytes, BytesMut};
+use anyhow::bail;
+use bytes::Bytes;
+use ringcast::relay::RtmpUrl;
+use ringcast::relay::session::RelayConn;
 use ringcast::rtmp::amf0::Value;
-use ringcast::rtmp::session::client::{Client, ClientConfig, Event, Intent};
+use ringcast::rtmp::session::client::{Client, ClientConfig, Intent};
 use ringcast::rtmp::session::{Media, MediaKind};
-use tokio::time::{sleep_until, timeout_at};
+use tokio::time::sleep_until;
 
 use crate::stamp::{self, Stamp};
 use crate::target::Target;
@@ -127,78 +129,33 @@ impl Conn {
     }
 }
 
-/// Connects and waits for `NetStream.Publish.Start`.
+/// Connects and waits for `NetStream.Publish.Start`, with the library's relay drive loop
+/// (the same connect, handshake and start that a ringcast push uses).
 async fn connect(io: Io, target: &Target) -> anyhow::Result<Conn> {
-    let give_up = Instant::now() + Duration::from_secs(10);
-    let stream = timeout_at(give_up.into(), Stream::connect(io, target.addr))
-        .await
-        .context("connect timed out")?
-        .with_context(|| format!("connecting to {}", target.addr))?;
     let cfg = ClientConfig::new(
         &target.app,
         &target.tc_url,
         Intent::Publish(target.stream.clone()),
     );
-    let mut client = Client::new(cfg, 0x5EED, 0);
-    client.start();
-    let mut inbuf = BytesMut::new();
-    let t0 = Instant::now();
-    loop {
-        let out = client.take_output();
-        stream.write_all(out.freeze()).await?;
-        let (res, buf) = timeout_at(give_up.into(), stream.read_buf(inbuf, READ_SIZE))
-            .await
-            .context("publish did not start within 10 s")?;
-        inbuf = buf;
-        if res? == 0 {
-            bail!("the server closed the connection before publishing started");
-        }
-        client.handle_input(&mut inbuf, t0.elapsed().as_millis() as u64)?;
-        while let Some(ev) = client.poll_event() {
-            match ev {
-                Event::Publishing { .. } => {
-                    let out = client.take_output();
-                    stream.write_all(out.freeze()).await?;
-                    let stream = Rc::new(stream);
-                    let client = Rc::new(RefCell::new(client));
-                    // Keep reading (acknowledgements, pings) for the rest of the run.
-                    spawn(drain(stream.clone(), client.clone(), inbuf, t0));
-                    return Ok(Conn {
-                        stream,
-                        client,
-                        bytes: 0,
-                    });
-                }
-                Event::Rejected { code, description } => {
-                    bail!("publish refused: {code} ({description})")
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-/// How much one read of the server's replies takes at most.
-const READ_SIZE: usize = 16 * 1024;
-
-/// Reads what the server sends a publisher; replies go out with the next media write.
-async fn drain(stream: Rc<Stream>, client: Rc<RefCell<Client>>, mut inbuf: BytesMut, t0: Instant) {
-    loop {
-        let (res, buf) = stream.read_buf(inbuf, READ_SIZE).await;
-        inbuf = buf;
-        match res {
-            Ok(n) if n > 0 => {
-                let mut c = client.borrow_mut();
-                if c.handle_input(&mut inbuf, t0.elapsed().as_millis() as u64)
-                    .is_err()
-                {
-                    return;
-                }
-                while c.poll_event().is_some() {}
-            }
-            _ => return,
-        }
-    }
+    let url = RtmpUrl {
+        authority: target.addr.to_string(),
+        app: None,
+        stream: None,
+    };
+    let (conn, _) = RelayConn::open(io, &url, cfg, Duration::from_secs(10), 0x5EED).await?;
+    conn.flush().await?;
+    let (stream, client) = (conn.stream.clone(), conn.client.clone());
+    // Keep reading (acknowledgements, pings) for the rest of the run; replies go out with
+    // the next media write.
+    spawn(async move {
+        let mut conn = conn;
+        while conn.read_events().await.is_ok() {}
+    });
+    Ok(Conn {
+        stream,
+        client,
+        bytes: 0,
+    })
 }
 
 /// Publishes the synthetic stream until `until`, as a publisher session of its own (a

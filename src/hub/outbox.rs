@@ -126,7 +126,7 @@ pub struct Outbox {
     max_bytes: usize,
     slow_timeout: Duration,
     start_at_key: bool,
-    coalesce: bool,
+    coalesce: Cell<bool>,
     /// Which slot of the hub's coalescing wheel wakes this writer.
     phase: Cell<usize>,
 }
@@ -158,7 +158,7 @@ impl Outbox {
             max_bytes,
             slow_timeout,
             start_at_key,
-            coalesce,
+            coalesce: Cell::new(coalesce),
             phase: Cell::new(0),
         })
     }
@@ -166,6 +166,13 @@ impl Outbox {
     /// Sets the coalescing phase (the hub gives each player the next one in turn).
     pub fn set_phase(&self, phase: usize) {
         self.phase.set(phase);
+    }
+
+    /// Stops (or starts) holding live frames for the coalescing tick: a relay connection
+    /// carries a stream to a whole node, and waiting there only adds latency to every
+    /// player behind it.
+    pub fn set_coalescing(&self, coalesce: bool) {
+        self.coalesce.set(coalesce);
     }
 
     /// The coalescing phase.
@@ -315,7 +322,7 @@ impl Outbox {
         }
         i.bytes += len;
         i.items.push_back(Item::Frame(f.clone()));
-        if self.coalesce && !f.is_config() {
+        if self.coalesce.get() && !f.is_config() {
             return;
         }
         self.notify(i);

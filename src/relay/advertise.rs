@@ -9,7 +9,8 @@ use super::registry::Registry;
 use crate::hub::split_key;
 use crate::server::Core;
 
-/// The `rtmp://HOST:PORT` this node advertises: `advertise`, or its RTMP listen address.
+/// The `rtmp://HOST:PORT` this node advertises: `advertise`, or (set at start) the
+/// address its RTMP listener bound.
 pub(crate) fn advertised(core: &Core) -> String {
     match &core.config.relay.advertise {
         Some(a) => a.clone(),

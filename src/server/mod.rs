@@ -148,7 +148,6 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
         .node_id
         .get_or_insert_with(random_node_id)
         .clone();
-    let config = &config;
     let io = resolve_io(config.io)?;
     let cores = config.effective_cores();
     let rtmp = runtime::reuseport_listeners(config.rtmp, cores)
@@ -157,6 +156,17 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
         .with_context(|| format!("binding HTTP on {}", config.http))?;
     let rtmp_addr = rtmp[0].local_addr()?;
     let http_addr = http[0].local_addr()?;
+    // The registry names this node by the address it really listens on (port 0 resolved).
+    if config.relay.advertise.is_none() {
+        if config.relay.registry.is_some() && rtmp_addr.ip().is_unspecified() {
+            tracing::warn!(
+                rtmp = %rtmp_addr,
+                "relay.registry is set but relay.advertise is not: other nodes are told rtmp://{rtmp_addr}, which they cannot reach; set relay.advertise"
+            );
+        }
+        config.relay.advertise = Some(format!("rtmp://{rtmp_addr}"));
+    }
+    let config = &config;
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..cores).map(|_| mpsc::channel(INBOX)).unzip();
     let hub_config = HubConfig {
         gop_cache: config.gop_cache,

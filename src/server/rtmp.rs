@@ -424,6 +424,8 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             if let Some(v) = object.get(VIA_PROPERTY).and_then(|v| v.as_str()) {
                 let via = Via::parse(v);
                 conn.outbox.set_via(v);
+                // Another node's pull: every frame goes at once (its players coalesce).
+                conn.outbox.set_coalescing(false);
                 *conn.via.borrow_mut() = via;
             }
             tracing::debug!(

@@ -6,6 +6,7 @@
 
 pub mod flv_client;
 pub mod nginx;
+pub mod redis;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
