@@ -208,6 +208,11 @@ pub struct RelayConfig {
     /// pull or the start of a push. Default `3s`.
     #[serde(with = "humantime")]
     pub connect_timeout: Duration,
+    /// A pull whose origin sends no media for this long is broken (an origin whose link was
+    /// cut sends no FIN): the edge reconnects, to the next origin if that one is gone.
+    /// Default `5s`.
+    #[serde(with = "humantime")]
+    pub media_timeout: Duration,
     /// This node's name in the chain relayed connections carry (so that a stream is never
     /// relayed back through a node it passed). Default: random at start.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -229,6 +234,7 @@ impl Default for RelayConfig {
             idle_linger: Duration::from_secs(5),
             reconnect_backoff: (Duration::from_millis(200), Duration::from_secs(5)),
             connect_timeout: Duration::from_secs(3),
+            media_timeout: Duration::from_secs(5),
             node_id: None,
         }
     }
@@ -376,11 +382,14 @@ impl Config {
                 "must be [min, max] with 0 < min <= max",
             );
         }
-        if r.connect_timeout.is_zero() || r.registry_ttl < Duration::from_secs(1) {
-            return bad(
-                "relay.connect_timeout",
-                "connect_timeout must be above 0 and registry_ttl at least 1s",
-            );
+        if r.connect_timeout.is_zero() {
+            return bad("relay.connect_timeout", "must be above 0");
+        }
+        if r.media_timeout < Duration::from_millis(100) {
+            return bad("relay.media_timeout", "must be at least 100ms");
+        }
+        if r.registry_ttl < Duration::from_secs(1) {
+            return bad("relay.registry_ttl", "must be at least 1s");
         }
         Ok(())
     }

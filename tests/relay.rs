@@ -78,6 +78,10 @@ impl Publisher {
             let name = name.to_owned();
             std::thread::spawn(move || {
                 let mut p = Peer::connect(addr, Intent::Publish(name));
+                // A write that cannot go on (a cut link) ends the publisher, not the test.
+                p.sock
+                    .set_write_timeout(Some(Duration::from_millis(500)))
+                    .expect("write timeout");
                 until("publishing", &mut [&mut p], |p| {
                     p[0].has(|e| matches!(e, Event::Publishing { .. }))
                 });
@@ -758,4 +762,259 @@ fn an_edge_finds_the_origin_an_encoder_landed_on_in_the_registry() {
     p1.stop();
     let peer = publisher.stop();
     assert!(!peer.closed, "the publisher on the origin was disconnected");
+}
+
+/// Runs `cmd` (a shell line), panicking with its output if it fails.
+fn sh(cmd: &str) {
+    let out = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Hosts of their own: network namespaces joined to this one by veth pairs. Deleted (with
+/// their links) on drop.
+struct Hosts {
+    names: Vec<String>,
+}
+
+impl Hosts {
+    /// Namespace `rcN-<name>` for each name, linked to this namespace: host i is
+    /// 10.91.i.2, and this side of its link 10.91.i.1.
+    fn new(names: &[&str]) -> Hosts {
+        let pid = std::process::id() % 10_000;
+        let hosts = Hosts {
+            names: names.iter().map(|n| format!("rc{pid}-{n}")).collect(),
+        };
+        for (i, ns) in hosts.names.iter().enumerate() {
+            let (outer, inner) = (format!("rc{pid}o{i}"), format!("rc{pid}i{i}"));
+            sh(&format!(
+                "ip netns add {ns} && ip link add {outer} type veth peer name {inner} && \
+                 ip link set {inner} netns {ns} && \
+                 ip addr add 10.91.{i}.1/24 dev {outer} && ip link set {outer} up && \
+                 ip -n {ns} addr add 10.91.{i}.2/24 dev {inner} && ip -n {ns} link set {inner} up && \
+                 ip -n {ns} link set lo up && ip -n {ns} route add default via 10.91.{i}.1"
+            ));
+        }
+        hosts
+    }
+
+    fn ns(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+
+    /// The link of host i, inside its namespace.
+    fn inner(&self, i: usize) -> String {
+        format!("rc{}i{i}", std::process::id() % 10_000)
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for (i, ns) in self.names.iter().enumerate() {
+            let outer = format!("rc{}o{i}", std::process::id() % 10_000);
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &outer])
+                .status();
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .status();
+        }
+    }
+}
+
+/// A TCP proxy on `listen` to `upstream` that holds every byte for `delay` each way (this
+/// kernel has no netem). Runs until the process ends.
+fn delaying_proxy(listen: &str, upstream: SocketAddr, delay: Duration) -> SocketAddr {
+    let l = TcpListener::bind(listen).expect("proxy bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for down in l.incoming() {
+            let Ok(down) = down else { continue };
+            let Ok(up) = std::net::TcpStream::connect_timeout(&upstream, Duration::from_secs(2))
+            else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (
+                    down.try_clone().expect("clone"),
+                    up.try_clone().expect("clone"),
+                ),
+                (up, down),
+            ] {
+                let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0
+                            || tx
+                                .send((Instant::now() + delay, buf[..n].to_vec()))
+                                .is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+                std::thread::spawn(move || {
+                    for (due, bytes) in rx {
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        if to.write_all(&bytes).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn across_a_real_network_an_edge_fails_over_when_its_origins_link_is_cut() {
+    // Origins O1 (10.91.0.2) and O2 (10.91.1.2) and the edge E (10.91.2.2), each a host of
+    // its own; publishers, players and the 50 ms delaying proxies on this side. The edge's
+    // link is limited to 40 Mbit/s and drops 1 % of what it receives.
+    let hosts = Hosts::new(&["o1", "o2", "edge"]);
+    let edge = 2;
+    sh(&format!(
+        "ip netns exec {ns} tc qdisc add dev {dev} root tbf rate 40mbit burst 64kb latency 200ms",
+        ns = hosts.ns(edge),
+        dev = hosts.inner(edge)
+    ));
+    sh(&format!(
+        "ip netns exec {ns} nft -f - <<'NFT'
+table inet faults {{
+    chain input {{
+        type filter hook input priority 0;
+        iifname \"{dev}\" numgen random mod 100 == 0 drop
+    }}
+}}
+NFT",
+        ns = hosts.ns(edge),
+        dev = hosts.inner(edge)
+    ));
+    let cfg = config_file("relay-netns-origin", "cores = 1\n");
+    let cfg = cfg.to_str().expect("utf-8");
+    let o1 = Ringcast::start_in_netns(
+        hosts.ns(0),
+        "10.91.0.2:1935",
+        "10.91.0.2:8080",
+        &["--config", cfg],
+    );
+    let o2 = Ringcast::start_in_netns(
+        hosts.ns(1),
+        "10.91.1.2:1935",
+        "10.91.1.2:8080",
+        &["--config", cfg],
+    );
+    let delay = Duration::from_millis(50);
+    let via1 = delaying_proxy("10.91.2.1:0", o1.rtmp, delay);
+    let via2 = delaying_proxy("10.91.2.1:0", o2.rtmp, delay);
+    let edge_cfg = config_file(
+        "relay-netns-edge",
+        &format!(
+            "cores = 2\n[relay]\npull = true\nbalance = \"ordered\"\n\
+             origins = [\"rtmp://{via1}\", \"rtmp://{via2}\"]\nmedia_timeout = \"1s\"\nconnect_timeout = \"2s\"\n"
+        ),
+    );
+    let e = Ringcast::start_in_netns(
+        hosts.ns(edge),
+        "10.91.2.2:1935",
+        "10.91.2.2:8080",
+        &["--config", edge_cfg.to_str().expect("utf-8")],
+    );
+    let name = "far";
+    let p1 = Publisher::start(o1.rtmp, name);
+    let p2 = Publisher::start(o2.rtmp, name);
+    let mut rtmp: Vec<Peer> = (0..4).map(|_| rtmp_player(e.rtmp, name)).collect();
+    let mut flv: Vec<FlvClient> = (0..2).map(|_| flv_player(e.http, name)).collect();
+    pump_until(
+        "the edge's players receiving through the faulty link",
+        Duration::from_secs(30),
+        &mut rtmp,
+        &mut flv,
+        |r, f| r.iter().all(|p| pictures_rtmp(p) >= 60) && f.iter().all(|c| pictures_flv(c) >= 60),
+    );
+    for (i, p) in rtmp.iter().enumerate() {
+        check_intact(&format!("RTMP player {i} before the cut"), &rtmp_media(p));
+    }
+    // O1's link goes down: no FIN, no RST, just silence.
+    let seen_rtmp: Vec<usize> = rtmp.iter().map(|p| p.events.len()).collect();
+    let seen_flv: Vec<usize> = flv.iter().map(|c| c.tags.len()).collect();
+    let cut = Instant::now();
+    sh(&format!(
+        "ip -n {} link set {} down",
+        hosts.ns(0),
+        hosts.inner(0)
+    ));
+    pump_until(
+        "pictures from O2 after the cut",
+        Duration::from_secs(20),
+        &mut rtmp,
+        &mut flv,
+        |r, f| {
+            r.iter().zip(&seen_rtmp).all(|(p, &n)| {
+                p.media_since(n)
+                    .iter()
+                    .filter(|m| m.kind == MediaKind::Video && m.payload.get(1) == Some(&1))
+                    .count()
+                    >= 30
+            }) && f.iter().zip(&seen_flv).all(|(c, &n)| {
+                c.tags[n..]
+                    .iter()
+                    .filter(|(_, t)| {
+                        t.tag_type == ringcast::flv::TagType::Video && t.data.get(1) == Some(&1)
+                    })
+                    .count()
+                    >= 30
+            })
+        },
+    );
+    // The failover bound: media_timeout (1 s), a connect and play through the 50 ms proxy,
+    // and O2's GOP cache.
+    let bound = Duration::from_secs(3);
+    for (i, (p, &n)) in rtmp.iter().zip(&seen_rtmp).enumerate() {
+        assert!(!p.closed, "RTMP player {i} was disconnected");
+        // Frames O1 sent before the cut may still arrive; from the switch on, O2's stream
+        // is whole from its keyframe.
+        let switch = p.events[n..]
+            .iter()
+            .position(|(_, e)| matches!(e, Event::Status { code, .. } if code == status::PLAY_PUBLISH_NOTIFY))
+            .map(|k| n + k)
+            .unwrap_or_else(|| panic!("RTMP player {i} heard no PublishNotify"));
+        let after: Vec<(MediaKind, Bytes)> = p
+            .media_since(switch)
+            .into_iter()
+            .map(|m| (m.kind, m.payload))
+            .collect();
+        check_intact(&format!("RTMP player {i} after the cut"), &after);
+        let back = p.events[switch..]
+            .iter()
+            .find(|(_, e)| matches!(e, Event::Media(m) if m.kind == MediaKind::Video && m.payload.get(1) == Some(&1)))
+            .map(|(t, _)| t.duration_since(cut))
+            .expect("a picture");
+        eprintln!("RTMP player {i}: pictures again {back:?} after the cut");
+        assert!(
+            back < bound,
+            "RTMP player {i}: pictures again only after {back:?}"
+        );
+    }
+    for (i, c) in flv.iter().enumerate() {
+        assert!(!c.ended, "HTTP-FLV player {i} was disconnected");
+    }
+    e.wait_log("pull broke", Duration::from_secs(1));
+    p1.stop();
+    p2.stop();
+    drop(e);
+    drop(o1);
+    drop(o2);
 }

@@ -22,11 +22,8 @@ use crate::rtmp::amf0::Value;
 use crate::rtmp::session::client::{ClientConfig, Event, Intent};
 use crate::server::Core;
 
-/// A pull whose origin sent no media for this long is treated as broken.
-const MEDIA_SILENCE: Duration = Duration::from_secs(10);
-
 /// How often a pull checks for its audience and the origin's silence.
-const WATCH_EVERY: Duration = Duration::from_millis(250);
+const WATCH_EVERY: Duration = Duration::from_millis(100);
 
 /// Why a pull's connection ended.
 enum Stop {
@@ -61,12 +58,21 @@ async fn pull(core: &Rc<Core>, key: &str, via: &str, status: &Rc<RelayStatus>) {
     let mut backoff = min;
     let mut idle_since: Option<Instant> = None;
     let mut attempt = 0u64;
+    // The origin whose connection broke last is tried last: it is probably gone.
+    let mut broken: Option<String> = None;
     loop {
         if kick.is_closed() {
             return finish(core, key, published, "closed by the hub");
         }
         let mut connected = false;
-        for url in candidates(core, &relay, &app, &stream).await {
+        let mut order = candidates(core, &relay, &app, &stream).await;
+        if let Some(b) = &broken {
+            if let Some(i) = order.iter().position(|u| &u.authority == b) {
+                let u = order.remove(i);
+                order.push(u);
+            }
+        }
+        for url in order {
             attempt += 1;
             let (app_there, stream_there) = (
                 url.app.clone().unwrap_or_else(|| app.clone()),
@@ -122,6 +128,7 @@ async fn pull(core: &Rc<Core>, key: &str, via: &str, status: &Rc<RelayStatus>) {
                 Stop::Kicked => return finish(core, key, published, "closed by the hub"),
                 Stop::Broken(why) => {
                     tracing::warn!(stream = %key, origin = %url, "pull broke: {why}; reconnecting");
+                    broken = Some(url.authority.clone());
                     core.metrics.relay_reconnect(true);
                     status.broke();
                     core.hub.borrow_mut().relay_break(key, id);
@@ -234,6 +241,7 @@ async fn stream_from(
         let (verdict, last_media) = (verdict.clone(), last_media.clone());
         let stream = conn.stream.clone();
         let linger = core.config.relay.idle_linger;
+        let silence = core.config.relay.media_timeout;
         crate::runtime::spawn(async move {
             let mut idle_since: Option<Instant> = None;
             loop {
@@ -241,11 +249,8 @@ async fn stream_from(
                 let now = Instant::now();
                 let stop = if kick.is_closed() {
                     Some(Stop::Kicked)
-                } else if now.duration_since(last_media.get()) >= MEDIA_SILENCE {
-                    Some(Stop::Broken(format!(
-                        "no media for {} s",
-                        MEDIA_SILENCE.as_secs()
-                    )))
+                } else if now.duration_since(last_media.get()) >= silence {
+                    Some(Stop::Broken(format!("no media for {silence:?}")))
                 } else if core.hub.borrow().audience(&key) == 0 {
                     let since = *idle_since.get_or_insert(now);
                     (now.duration_since(since) >= linger).then_some(Stop::Idle)

@@ -48,7 +48,20 @@ impl Ringcast {
 
     /// Like [`Ringcast::start`], with RTMP on `rtmp` (to restart a server on its port).
     pub fn start_at(rtmp: &str, args: &[&str]) -> Ringcast {
-        Ringcast::start_cmd(Command::new(env!("CARGO_BIN_EXE_ringcast")), rtmp, args)
+        Ringcast::start_cmd(
+            Command::new(env!("CARGO_BIN_EXE_ringcast")),
+            rtmp,
+            "127.0.0.1:0",
+            args,
+        )
+    }
+
+    /// Starts the binary inside network namespace `ns` (`ip netns exec`), listening on
+    /// `rtmp` and `http` there.
+    pub fn start_in_netns(ns: &str, rtmp: &str, http: &str, args: &[&str]) -> Ringcast {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_ringcast")]);
+        Ringcast::start_cmd(cmd, rtmp, http, args)
     }
 
     /// Like [`Ringcast::start`], with at most `nofile` open file descriptors.
@@ -57,12 +70,12 @@ impl Ringcast {
         cmd.arg(format!("--nofile={nofile}:{nofile}"))
             .arg("--")
             .arg(env!("CARGO_BIN_EXE_ringcast"));
-        Ringcast::start_cmd(cmd, "127.0.0.1:0", args)
+        Ringcast::start_cmd(cmd, "127.0.0.1:0", "127.0.0.1:0", args)
     }
 
-    fn start_cmd(mut cmd: Command, rtmp: &str, args: &[&str]) -> Ringcast {
+    fn start_cmd(mut cmd: Command, rtmp: &str, http: &str, args: &[&str]) -> Ringcast {
         let mut child = cmd
-            .args(["--rtmp", rtmp, "--http", "127.0.0.1:0", "--log", "info"])
+            .args(["--rtmp", rtmp, "--http", http, "--log", "info"])
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
