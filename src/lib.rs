@@ -1,7 +1,7 @@
 //! ringcast: a live-video relay server.
 //!
-//! Encoders publish live streams over RTMP; players watch them over RTMP (and, in later
-//! milestones, HTTP-FLV and WebSocket-FLV). The server runs one shared-nothing runtime per
+//! Encoders publish live streams over RTMP; players watch them over RTMP, HTTP-FLV and
+//! WebSocket-FLV; nodes relay streams to each other (origin/edge). The server runs one shared-nothing runtime per
 //! core; everything that speaks RTMP drives the same sans-IO protocol core in [`rtmp`].
 //!
 //! # Layout
@@ -20,6 +20,8 @@
 //!   - [`rtmp::session`]: the server and client state machines built on the above.
 //! - [`http`]: HTTP request heads and WebSocket framing, sans-IO, for the HTTP port.
 //! - [`metrics`]: metric names and the Prometheus exporter, per-core handles.
+//! - [`relay`]: edge pull from origins, push upstream, failover, the relay drive loop over
+//!   the client session, and the locator and Redis registry clients.
 //! - [`flv`]: the FLV container and codec sniffing. [`flv::tag_header`] and
 //!   [`flv::previous_tag_size`] frame a shared payload for vectored writes to HTTP-FLV
 //!   players; [`flv::Reader`] demuxes an FLV stream zero-copy; [`flv::codec`] tells keyframes
