@@ -1,8 +1,9 @@
 //! ringcast: a live-video relay server.
 //!
 //! Encoders publish live streams over RTMP; players watch them over RTMP, HTTP-FLV and
-//! WebSocket-FLV; nodes relay streams to each other (origin/edge). The server runs one shared-nothing runtime per
-//! core; everything that speaks RTMP drives the same sans-IO protocol core in [`rtmp`].
+//! WebSocket-FLV; nodes relay streams to each other (origin/edge). The server runs one
+//! shared-nothing runtime per core; everything that speaks RTMP drives the same sans-IO
+//! protocol core in [`rtmp`].
 //!
 //! # Layout
 //!

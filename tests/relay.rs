@@ -221,18 +221,120 @@ fn pump_until(
     }
 }
 
+fn is_picture(kind: MediaKind, payload: &[u8]) -> bool {
+    kind == MediaKind::Video && payload.get(1) == Some(&1)
+}
+
 fn pictures_rtmp(p: &Peer) -> usize {
-    p.media()
-        .iter()
-        .filter(|m| m.kind == MediaKind::Video && m.payload.get(1) == Some(&1))
-        .count()
+    pictures_rtmp_since(p, 0)
 }
 
 fn pictures_flv(c: &FlvClient) -> usize {
-    c.media()
+    pictures_flv_since(c, 0)
+}
+
+/// Pictures an RTMP player received from event `from` on.
+fn pictures_rtmp_since(p: &Peer, from: usize) -> usize {
+    p.media_since(from)
         .iter()
-        .filter(|(k, _, d)| *k == MediaKind::Video && d.get(1) == Some(&1))
+        .filter(|m| is_picture(m.kind, &m.payload))
         .count()
+}
+
+/// An HTTP-FLV player's audio and video tags from tag `from` on, as (kind, data).
+fn flv_media_since(c: &FlvClient, from: usize) -> Vec<(MediaKind, Bytes)> {
+    c.tags[from.min(c.tags.len())..]
+        .iter()
+        .filter_map(|(_, t)| match t.tag_type {
+            ringcast::flv::TagType::Audio => Some((MediaKind::Audio, t.data.clone())),
+            ringcast::flv::TagType::Video => Some((MediaKind::Video, t.data.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Pictures an HTTP-FLV player received from tag `from` on.
+fn pictures_flv_since(c: &FlvClient, from: usize) -> usize {
+    flv_media_since(c, from)
+        .iter()
+        .filter(|(k, d)| is_picture(*k, d))
+        .count()
+}
+
+/// After the origin a pull used went away at `t0` (the players had `seen` events and
+/// tags then): waits until each player has 15 pictures more, and checks that it stayed,
+/// that the new start (PublishNotify for RTMP players, a new sequence header for HTTP-FLV
+/// ones) is whole from its keyframe on, and that its first picture came within `bound`.
+fn check_failover(
+    rtmp: &mut [Peer],
+    flv: &mut [FlvClient],
+    seen: &(Vec<usize>, Vec<usize>),
+    t0: Instant,
+    bound: Duration,
+) {
+    let (seen_rtmp, seen_flv) = seen;
+    pump_until(
+        "pictures from the other origin",
+        Duration::from_secs(20),
+        rtmp,
+        flv,
+        |r, f| {
+            r.iter()
+                .zip(seen_rtmp)
+                .all(|(p, &n)| pictures_rtmp_since(p, n) >= 15)
+                && f.iter()
+                    .zip(seen_flv)
+                    .all(|(c, &n)| pictures_flv_since(c, n) >= 15)
+        },
+    );
+    for (i, (p, &n)) in rtmp.iter().zip(seen_rtmp).enumerate() {
+        assert!(!p.closed, "RTMP player {i} was disconnected");
+        // Frames the old origin sent may still arrive first; from the new start on the
+        // other origin's stream is whole from its keyframe.
+        let switch = p.events[n..]
+            .iter()
+            .position(|(_, e)| {
+                matches!(e, Event::Status { code, .. } if code == status::PLAY_PUBLISH_NOTIFY)
+            })
+            .map(|k| n + k)
+            .unwrap_or_else(|| panic!("RTMP player {i} heard no PublishNotify"));
+        let after: Vec<(MediaKind, Bytes)> = p
+            .media_since(switch)
+            .into_iter()
+            .map(|m| (m.kind, m.payload))
+            .collect();
+        check_intact(&format!("RTMP player {i} after the failover"), &after);
+        let back = p.events[switch..]
+            .iter()
+            .find(|(_, e)| matches!(e, Event::Media(m) if is_picture(m.kind, &m.payload)))
+            .map(|(t, _)| t.duration_since(t0))
+            .expect("a picture");
+        eprintln!("RTMP player {i}: pictures again {back:?} after the origin went");
+        assert!(
+            back < bound,
+            "RTMP player {i}: pictures again only after {back:?}"
+        );
+    }
+    for (i, (c, &n)) in flv.iter().zip(seen_flv).enumerate() {
+        assert!(!c.ended, "HTTP-FLV player {i} was disconnected");
+        let media = flv_media_since(c, n);
+        let start = media
+            .iter()
+            .position(|(k, d)| *k == MediaKind::Video && &d[..] == AVC_HEADER)
+            .unwrap_or_else(|| panic!("HTTP-FLV player {i}: no new start"));
+        check_intact(
+            &format!("HTTP-FLV player {i} after the failover"),
+            &media[start..],
+        );
+    }
+}
+
+/// Where each player is now: (RTMP events, HTTP-FLV tags), for [`check_failover`].
+fn positions(rtmp: &[Peer], flv: &[FlvClient]) -> (Vec<usize>, Vec<usize>) {
+    (
+        rtmp.iter().map(|p| p.events.len()).collect(),
+        flv.iter().map(|c| c.tags.len()).collect(),
+    )
 }
 
 /// A player of `name` on `addr` whose socket never blocks (many are pumped in turn).
@@ -387,70 +489,10 @@ fn an_edge_fails_over_to_the_other_origin_and_its_players_stay() {
     } else {
         (o2, o1)
     };
-    let seen_rtmp: Vec<usize> = rtmp.iter().map(|p| p.events.len()).collect();
-    let seen_flv: Vec<usize> = flv.iter().map(|c| c.tags.len()).collect();
+    let seen = positions(&rtmp, &flv);
     let killed = Instant::now();
     drop(dying);
-    pump_until(
-        "pictures from the surviving origin",
-        Duration::from_secs(10),
-        &mut rtmp,
-        &mut flv,
-        |r, f| {
-            r.iter().zip(&seen_rtmp).all(|(p, &n)| {
-                p.media_since(n)
-                    .iter()
-                    .filter(|m| m.kind == MediaKind::Video && m.payload.get(1) == Some(&1))
-                    .count()
-                    >= 15
-            }) && f.iter().zip(&seen_flv).all(|(c, &n)| {
-                c.tags[n..]
-                    .iter()
-                    .filter(|(_, t)| {
-                        t.tag_type == ringcast::flv::TagType::Video && t.data.get(1) == Some(&1)
-                    })
-                    .count()
-                    >= 15
-            })
-        },
-    );
-    for (i, (p, &n)) in rtmp.iter().zip(&seen_rtmp).enumerate() {
-        assert!(!p.closed, "RTMP player {i} was disconnected");
-        let after: Vec<(MediaKind, Bytes)> = p
-            .media_since(n)
-            .into_iter()
-            .map(|m| (m.kind, m.payload))
-            .collect();
-        check_intact(&format!("RTMP player {i} after the failover"), &after);
-        let back = p.events[n..]
-            .iter()
-            .find(|(_, e)| matches!(e, Event::Media(m) if m.kind == MediaKind::Video && m.payload.get(1) == Some(&1)))
-            .map(|(t, _)| t.duration_since(killed))
-            .expect("a picture");
-        assert!(
-            back < Duration::from_secs(3),
-            "RTMP player {i}: pictures again after {back:?}"
-        );
-        assert!(
-            p.codes_since(n)
-                .iter()
-                .any(|c| c == status::PLAY_PUBLISH_NOTIFY),
-            "RTMP player {i} heard no PublishNotify: {:?}",
-            p.codes_since(n)
-        );
-    }
-    for (i, (c, &n)) in flv.iter().zip(&seen_flv).enumerate() {
-        assert!(!c.ended, "HTTP-FLV player {i} was disconnected");
-        let after: Vec<(MediaKind, Bytes)> = c.tags[n..]
-            .iter()
-            .filter_map(|(_, t)| match t.tag_type {
-                ringcast::flv::TagType::Audio => Some((MediaKind::Audio, t.data.clone())),
-                ringcast::flv::TagType::Video => Some((MediaKind::Video, t.data.clone())),
-                _ => None,
-            })
-            .collect();
-        check_intact(&format!("HTTP-FLV player {i} after the failover"), &after);
-    }
+    check_failover(&mut rtmp, &mut flv, &seen, killed, Duration::from_secs(3));
     e.wait_log("pull broke", Duration::from_secs(1));
     p1.stop();
     p2.stop();
@@ -948,69 +990,16 @@ NFT",
         check_intact(&format!("RTMP player {i} before the cut"), &rtmp_media(p));
     }
     // O1's link goes down: no FIN, no RST, just silence.
-    let seen_rtmp: Vec<usize> = rtmp.iter().map(|p| p.events.len()).collect();
-    let seen_flv: Vec<usize> = flv.iter().map(|c| c.tags.len()).collect();
+    let seen = positions(&rtmp, &flv);
     let cut = Instant::now();
     sh(&format!(
         "ip -n {} link set {} down",
         hosts.ns(0),
         hosts.inner(0)
     ));
-    pump_until(
-        "pictures from O2 after the cut",
-        Duration::from_secs(20),
-        &mut rtmp,
-        &mut flv,
-        |r, f| {
-            r.iter().zip(&seen_rtmp).all(|(p, &n)| {
-                p.media_since(n)
-                    .iter()
-                    .filter(|m| m.kind == MediaKind::Video && m.payload.get(1) == Some(&1))
-                    .count()
-                    >= 30
-            }) && f.iter().zip(&seen_flv).all(|(c, &n)| {
-                c.tags[n..]
-                    .iter()
-                    .filter(|(_, t)| {
-                        t.tag_type == ringcast::flv::TagType::Video && t.data.get(1) == Some(&1)
-                    })
-                    .count()
-                    >= 30
-            })
-        },
-    );
     // The failover bound: media_timeout (1 s), a connect and play through the 50 ms proxy,
     // and O2's GOP cache.
-    let bound = Duration::from_secs(3);
-    for (i, (p, &n)) in rtmp.iter().zip(&seen_rtmp).enumerate() {
-        assert!(!p.closed, "RTMP player {i} was disconnected");
-        // Frames O1 sent before the cut may still arrive; from the switch on, O2's stream
-        // is whole from its keyframe.
-        let switch = p.events[n..]
-            .iter()
-            .position(|(_, e)| matches!(e, Event::Status { code, .. } if code == status::PLAY_PUBLISH_NOTIFY))
-            .map(|k| n + k)
-            .unwrap_or_else(|| panic!("RTMP player {i} heard no PublishNotify"));
-        let after: Vec<(MediaKind, Bytes)> = p
-            .media_since(switch)
-            .into_iter()
-            .map(|m| (m.kind, m.payload))
-            .collect();
-        check_intact(&format!("RTMP player {i} after the cut"), &after);
-        let back = p.events[switch..]
-            .iter()
-            .find(|(_, e)| matches!(e, Event::Media(m) if m.kind == MediaKind::Video && m.payload.get(1) == Some(&1)))
-            .map(|(t, _)| t.duration_since(cut))
-            .expect("a picture");
-        eprintln!("RTMP player {i}: pictures again {back:?} after the cut");
-        assert!(
-            back < bound,
-            "RTMP player {i}: pictures again only after {back:?}"
-        );
-    }
-    for (i, c) in flv.iter().enumerate() {
-        assert!(!c.ended, "HTTP-FLV player {i} was disconnected");
-    }
+    check_failover(&mut rtmp, &mut flv, &seen, cut, Duration::from_secs(3));
     e.wait_log("pull broke", Duration::from_secs(1));
     p1.stop();
     p2.stop();

@@ -4,100 +4,19 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+// The nginx-rtmp helper the server's own tests use.
+#[path = "../../tests/common/nginx.rs"]
+#[allow(dead_code)] // the server's tests use all of it, this one a part
+mod nginx;
 
-/// nginx-rtmp in a temporary prefix; killed on drop.
-struct Nginx {
-    child: Child,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn module() -> PathBuf {
-    let candidates = [
-        "/usr/lib/nginx/modules/ngx_rtmp_module.so",
-        "/usr/share/nginx/modules/ngx_rtmp_module.so",
-    ];
-    candidates
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("nginx-rtmp module installed (scripts/test installs libnginx-mod-rtmp)")
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("addr").port()
-}
-
-fn start_nginx() -> Nginx {
-    let dir = std::env::temp_dir().join(format!("loadtest-nginx-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let port = free_port();
-    let conf = format!(
-        "load_module {module};
-daemon off;
-master_process off;
-worker_processes 1;
-error_log {dir}/error.log warn;
-pid {dir}/nginx.pid;
-events {{ worker_connections 256; }}
-rtmp {{
-    server {{
-        listen 127.0.0.1:{port};
-        chunk_size 4096;
-        application live {{ live on; wait_key on; wait_video on; }}
-    }}
-}}
-",
-        module = module().display(),
-        dir = dir.display(),
-    );
-    let conf_path = dir.join("nginx.conf");
-    std::fs::write(&conf_path, conf).expect("write config");
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx installed (scripts/test installs it)");
-    let nginx = Nginx {
-        child,
-        port,
-        _dir: TempDir(dir),
-    };
-    let give_up = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < give_up, "nginx did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    nginx
-}
+use nginx::Nginx;
 
 #[test]
 fn every_player_gets_intact_frames_from_nginx_rtmp() {
-    let nginx = start_nginx();
+    let nginx = Nginx::start(
+        "loadtest",
+        "application live { live on; wait_key on; wait_video on; }",
+    );
     let url = format!("rtmp://127.0.0.1:{}/live/itest", nginx.port);
     let r = common::run(
         "nginx",
