@@ -9,6 +9,7 @@
 //! going, slow and garbage-sending peers) and checks that the server's memory and open
 //! files stay flat.
 
+mod html;
 mod http;
 use ringcast::runtime as net;
 mod peers;
@@ -67,6 +68,21 @@ enum Command {
     /// (grew by more than --tolerance), when a well-behaved player saw an integrity error,
     /// or when the server no longer accepts a fresh publisher and player.
     Soak(Box<soak::SoakArgs>),
+    /// One HTML page of JSON reports (from --json) side by side.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Clone)]
+struct ReportArgs {
+    /// The page to write.
+    #[arg(long)]
+    out: std::path::PathBuf,
+    /// Its heading.
+    #[arg(long, default_value = "loadtest")]
+    title: String,
+    /// JSON reports, each a column; `LABEL=FILE` names a column (default: the file name).
+    #[arg(required = true)]
+    inputs: Vec<String>,
 }
 
 /// The synthetic stream a publisher sends.
@@ -139,6 +155,10 @@ struct PlayArgs {
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Write a self-contained HTML page with plots here (latency per second, players,
+    /// delivered Gbit/s, the TTFF distribution, the summary).
+    #[arg(long)]
+    report: Option<std::path::PathBuf>,
     /// Runtime threads for players (default: the CPUs this process may run on).
     #[arg(long)]
     threads: Option<usize>,
@@ -229,6 +249,28 @@ fn main() -> anyhow::Result<()> {
             drop(publisher);
             Ok(())
         }
+        Command::Report(a) => {
+            let mut runs = Vec::new();
+            for input in &a.inputs {
+                let (label, path) = match input.split_once('=') {
+                    Some((l, p)) => (l.to_owned(), p.to_owned()),
+                    None => (
+                        std::path::Path::new(input)
+                            .file_stem()
+                            .map_or_else(|| input.clone(), |s| s.to_string_lossy().into_owned()),
+                        input.clone(),
+                    ),
+                };
+                let text =
+                    std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+                let r: Report = serde_json::from_str(&text)
+                    .with_context(|| format!("{path}: not a loadtest report"))?;
+                runs.push((label, r));
+            }
+            std::fs::write(&a.out, html::page(&a.title, &runs))
+                .with_context(|| format!("writing {}", a.out.display()))?;
+            Ok(())
+        }
         Command::Soak(a) => {
             if !soak::run(&a)? {
                 // The report says why; the exit code is for scripts.
@@ -279,6 +321,13 @@ fn finish(a: &PlayArgs, report: &Report) -> anyhow::Result<()> {
     if let Some(path) = &a.json {
         let json = serde_json::to_string_pretty(report)?;
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &a.report {
+        let page = html::page(
+            &format!("loadtest: {}", a.url),
+            &[(format!("{} players", a.players), report.clone())],
+        );
+        std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }
@@ -365,7 +414,7 @@ fn play(a: &PlayArgs, bitrate: Option<u64>) -> anyhow::Result<Report> {
         + totals.by_end.error;
     totals.failed += a.players.saturating_sub(started_total);
     done.store(true, Ordering::Relaxed);
-    let _ = progress.join();
+    let timeline = progress.join().unwrap_or_default();
     let elapsed = start.elapsed().as_secs_f64();
 
     let Merged {
@@ -406,6 +455,8 @@ fn play(a: &PlayArgs, bitrate: Option<u64>) -> anyhow::Result<Report> {
             p99_loop_lag_ms: p99_lag,
             verify_every: a.verify_every,
         },
+        timeline,
+        ttff_cdf_ms: report::cdf_ms(&ttff),
     })
 }
 
@@ -451,7 +502,13 @@ async fn ticker(stats: Arc<ThreadStats>, deadline: Instant) {
 }
 
 /// One progress line a second on stderr until `done`.
-fn progress(stats: &[Arc<ThreadStats>], done: &AtomicBool, players: u64, start: Instant) {
+fn progress(
+    stats: &[Arc<ThreadStats>],
+    done: &AtomicBool,
+    players: u64,
+    start: Instant,
+) -> Vec<report::Second> {
+    let mut timeline = Vec::new();
     let mut last_bytes = 0u64;
     let mut last = Instant::now();
     // The progress line shows the last second's latency; the report has the whole run's.
@@ -483,13 +540,17 @@ fn progress(stats: &[Arc<ThreadStats>], done: &AtomicBool, players: u64, start: 
         let mut lag_window = lag.clone();
         let _ = lag_window.subtract(&lag_before);
         lag_before = lag;
-        let q = |x: f64| {
-            if window.is_empty() {
-                "-".to_owned()
-            } else {
-                format!("{:.1}", window.value_at_quantile(x) as f64 / 1000.0)
-            }
-        };
+        let at = |x: f64| (!window.is_empty()).then(|| window.value_at_quantile(x) as f64 / 1000.0);
+        let q = |x: f64| at(x).map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+        timeline.push(report::Second {
+            t_s: start.elapsed().as_secs_f64(),
+            connected,
+            failed,
+            gbit_per_s: (bytes - last_bytes) as f64 * 8.0 / dt / 1e9,
+            latency_p50_ms: at(0.5),
+            latency_p99_ms: at(0.99),
+            latency_max_ms: (!window.is_empty()).then(|| window.max() as f64 / 1000.0),
+        });
         eprintln!(
             "[{:>5.1}s] players {connected}/{players} connected, {failed} failed | {:.1} Mbit/s in | last 1 s latency p50 {} p99 {} ms | {errors} errors, {stalls} stalls | loop lag max {:.1} ms",
             start.elapsed().as_secs_f64(),
@@ -500,4 +561,5 @@ fn progress(stats: &[Arc<ThreadStats>], done: &AtomicBool, players: u64, start: 
         );
         last_bytes = bytes;
     }
+    timeline
 }

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How a player's session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +114,7 @@ impl Default for ThreadStats {
 }
 
 /// Per-end-reason player counts.
-#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ByEnd {
     /// Played to the end.
     pub clean: u64,
@@ -193,7 +193,7 @@ impl Totals {
 }
 
 /// Percentiles of a histogram of µs, reported in ms.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Percentiles {
     /// Samples.
     pub count: u64,
@@ -226,7 +226,7 @@ impl Percentiles {
 }
 
 /// Player counts in the report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Players {
     /// Players that reached playback.
     pub connected: u64,
@@ -237,7 +237,7 @@ pub struct Players {
 }
 
 /// The harness's account of itself.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Harness {
     /// CPU seconds (user + system) the loadtest process used.
     pub cpu_s: f64,
@@ -258,7 +258,7 @@ pub struct Harness {
 }
 
 /// The JSON report (`--json`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// The URL played.
     pub url: String,
@@ -294,6 +294,44 @@ pub struct Report {
     pub mbit_per_s: f64,
     /// The harness itself.
     pub harness: Harness,
+    /// One entry per second of the run (what `--report` plots).
+    #[serde(default)]
+    pub timeline: Vec<Second>,
+    /// The time-to-first-frame distribution: (ms, fraction of players at or under it).
+    #[serde(default)]
+    pub ttff_cdf_ms: Vec<(f64, f64)>,
+}
+
+/// One second of a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Second {
+    /// Seconds since the first connect.
+    pub t_s: f64,
+    /// Players that started playback so far.
+    pub connected: u64,
+    /// Players that failed so far.
+    pub failed: u64,
+    /// What the players received in that second, Gbit/s.
+    pub gbit_per_s: f64,
+    /// Latency of the frames received in that second, ms (none when no frame arrived).
+    pub latency_p50_ms: Option<f64>,
+    /// The same, p99.
+    pub latency_p99_ms: Option<f64>,
+    /// The same, the worst.
+    pub latency_max_ms: Option<f64>,
+}
+
+/// The points of a cumulative distribution of `h` (µs) in ms, 100 quantiles and the max.
+pub fn cdf_ms(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    (0..=100)
+        .map(|i| {
+            let q = f64::from(i) / 100.0;
+            (h.value_at_quantile(q) as f64 / 1000.0, q)
+        })
+        .collect()
 }
 
 fn ms(v: Option<f64>) -> String {
