@@ -54,6 +54,10 @@ fn describe() {
     describe_counter!("ringcast_bytes_received_total", "Bytes read from peers.");
     describe_counter!("ringcast_bytes_sent_total", "Bytes written to peers.");
     describe_counter!(
+        "ringcast_writes_total",
+        "Writes to peers (one vectored write each): bytes sent / writes is the batch size."
+    );
+    describe_counter!(
         "ringcast_frames_total",
         "Messages received from publishers, by kind."
     );
@@ -246,6 +250,8 @@ pub struct CoreMetrics {
     accepted: [Counter; 3],
     received: [Counter; 3],
     sent: [Counter; 3],
+    /// Writes (one writev each) to peers: bytes sent over this is the batch size.
+    writes: [Counter; 3],
     /// Frames received from publishers: audio, video, data.
     frames: [Counter; 3],
     latency: Histogram,
@@ -291,6 +297,7 @@ impl CoreMetrics {
             accepted: by_proto("ringcast_connections_total"),
             received: by_proto("ringcast_bytes_received_total"),
             sent: by_proto("ringcast_bytes_sent_total"),
+            writes: by_proto("ringcast_writes_total"),
             frames: ["audio", "video", "data"]
                 .map(|k| counter!("ringcast_frames_total", "core" => core.clone(), "kind" => k)),
             latency: histogram!("ringcast_delivery_latency_seconds", "core" => core.clone()),
@@ -356,6 +363,7 @@ impl CoreMetrics {
             accepted: [Counter::noop(), Counter::noop(), Counter::noop()],
             received: [Counter::noop(), Counter::noop(), Counter::noop()],
             sent: [Counter::noop(), Counter::noop(), Counter::noop()],
+            writes: [Counter::noop(), Counter::noop(), Counter::noop()],
             frames: [Counter::noop(), Counter::noop(), Counter::noop()],
             latency: Histogram::noop(),
             ttff: Histogram::noop(),
@@ -429,9 +437,11 @@ impl CoreMetrics {
         self.received[Self::proto(proto)].increment(n as u64);
     }
 
-    /// Bytes written to a peer.
+    /// One write of `n` bytes to a peer.
     pub fn sent(&self, proto: Proto, n: usize) {
-        self.sent[Self::proto(proto)].increment(n as u64);
+        let p = Self::proto(proto);
+        self.sent[p].increment(n as u64);
+        self.writes[p].increment(1);
     }
 
     /// A message received from a publisher: 0 audio, 1 video, 2 data.
