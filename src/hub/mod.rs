@@ -16,7 +16,7 @@ mod report;
 
 pub use frame::{FRAME_OVERHEAD, Frame};
 pub use gop::GopCache;
-pub use outbox::{Item, Outbox, PlayerEvent, Tag};
+pub use outbox::{Item, Outbox, PlayerEvent, Tag, WriterTimer};
 pub use player::{Ending, Player, Waits};
 pub use report::{PublisherReport, RelayReport, RelayStatus, StreamReport, merge};
 

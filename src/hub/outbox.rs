@@ -110,6 +110,47 @@ pub struct Tag {
     pub peer: String,
 }
 
+/// A writer's wait for its outbox or its own deadline (a ping, a player's wait), with one
+/// timer kept across waits and reset only when the deadline moves, instead of a timer made
+/// and dropped for every batch.
+#[derive(Debug)]
+pub struct WriterTimer {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    at: Option<Instant>,
+}
+
+impl Default for WriterTimer {
+    fn default() -> Self {
+        WriterTimer::new()
+    }
+}
+
+impl WriterTimer {
+    /// A timer set for nothing yet.
+    pub fn new() -> WriterTimer {
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        WriterTimer {
+            sleep: Box::pin(tokio::time::sleep_until(far.into())),
+            at: None,
+        }
+    }
+
+    /// Waits until `outbox` is ready or `deadline` passes.
+    pub async fn ready_until(&mut self, outbox: &Outbox, deadline: Option<Instant>) {
+        let Some(d) = deadline else {
+            return outbox.ready().await;
+        };
+        if self.at != Some(d) {
+            self.sleep.as_mut().reset(d.into());
+            self.at = Some(d);
+        }
+        tokio::select! {
+            () = outbox.ready() => {}
+            () = self.sleep.as_mut() => {}
+        }
+    }
+}
+
 /// The send queue of one connection. The hub pushes into it; the connection's writer task
 /// drains it with one vectored write per batch.
 #[derive(Debug)]
@@ -123,6 +164,12 @@ pub struct Outbox {
     closed: Notify,
     /// Signalled when the writer finished a write (control bytes left the queue).
     written: Notify,
+    /// Since when the writer's current write has been in flight (see [`Outbox::guard`]).
+    write_since: Cell<Option<Instant>>,
+    /// The core's watchdog found the current write stalled.
+    stalled: Cell<bool>,
+    /// Woken when [`Outbox::stall`] gives up on the write in flight.
+    stall: Notify,
     max_bytes: usize,
     slow_timeout: Duration,
     start_at_key: bool,
@@ -155,6 +202,9 @@ impl Outbox {
             ready: Notify::new(),
             closed: Notify::new(),
             written: Notify::new(),
+            write_since: Cell::new(None),
+            stalled: Cell::new(false),
+            stall: Notify::new(),
             max_bytes,
             slow_timeout,
             start_at_key,
@@ -410,10 +460,18 @@ impl Outbox {
 
     /// Takes everything queued, in order.
     pub fn take(&self) -> Vec<Item> {
+        let mut v = Vec::new();
+        self.take_into(&mut v);
+        v
+    }
+
+    /// Takes everything queued, in order, appending it to `out` (a writer keeps one `out`
+    /// for all its batches, so taking allocates nothing once it has grown).
+    pub fn take_into(&self, out: &mut Vec<Item>) {
         let mut i = self.inner.borrow_mut();
         i.bytes = 0;
         i.control_in_flight += std::mem::take(&mut i.control_bytes);
-        i.items.drain(..).collect()
+        out.extend(i.items.drain(..));
     }
 
     /// The writer finished writing everything it took: the player has caught up, and the
@@ -440,6 +498,41 @@ impl Outbox {
                 }
             }
             self.ready.notified().await;
+        }
+    }
+
+    /// Runs the writer's `write`, unless the core's watchdog ([`Outbox::stall`]) gives up on
+    /// it first: `None` then. One check a second per core replaces a timer per write (a
+    /// timer armed and dropped for each of thousands of writes a second is a measurable
+    /// share of a core).
+    pub async fn guard<T>(&self, write: impl Future<Output = T>) -> Option<T> {
+        self.write_since.set(Some(Instant::now()));
+        let stalled = async {
+            loop {
+                if self.stalled.get() {
+                    return;
+                }
+                self.stall.notified().await;
+            }
+        };
+        let r = tokio::select! {
+            r = write => Some(r),
+            () = stalled => None,
+        };
+        self.write_since.set(None);
+        r
+    }
+
+    /// The watchdog's check: when the write in flight started more than `limit` before
+    /// `now`, gives up on it ([`Outbox::guard`] returns `None`) and says so.
+    pub fn stall_if_older(&self, now: Instant, limit: Duration) -> bool {
+        match self.write_since.get() {
+            Some(t) if now.saturating_duration_since(t) >= limit && !self.stalled.get() => {
+                self.stalled.set(true);
+                self.stall.notify_waiters();
+                true
+            }
+            _ => false,
         }
     }
 

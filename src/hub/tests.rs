@@ -738,3 +738,39 @@ fn split_key_undoes_stream_key() {
         );
     }
 }
+
+#[test]
+fn a_write_the_watchdog_finds_stalled_is_given_up_and_others_finish() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let o = Outbox::new(1 << 20, Duration::from_secs(1), false);
+        // A write that finishes is not disturbed.
+        assert_eq!(o.guard(async { 7 }).await, Some(7));
+        assert!(!o.stall_if_older(Instant::now() + Duration::from_secs(60), Duration::ZERO));
+        // A write that never finishes: the watchdog gives up on it once it is old enough.
+        let stuck = o.guard(std::future::pending::<()>());
+        tokio::pin!(stuck);
+        assert!(futures_poll_once(stuck.as_mut()).await.is_none());
+        let now = Instant::now();
+        assert!(
+            !o.stall_if_older(now, Duration::from_secs(10)),
+            "not old yet"
+        );
+        assert!(o.stall_if_older(now + Duration::from_secs(10), Duration::from_secs(10)));
+        assert_eq!(stuck.await, None);
+    });
+}
+
+/// Polls `f` once: its output if it was ready.
+async fn futures_poll_once<F: std::future::Future + Unpin>(mut f: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}

@@ -21,7 +21,7 @@ use super::log::Escaped;
 use super::rtmp::{batch_written, waits};
 use crate::flv;
 use crate::http::websocket::{self, ClientFrame};
-use crate::hub::{Ending, Frame, Item, Outbox, Player, PlayerEvent};
+use crate::hub::{Ending, Frame, Item, Outbox, Player, PlayerEvent, WriterTimer};
 use crate::metrics::{Proto, Role as MetricRole};
 use crate::rtmp::session::MediaKind;
 use crate::runtime::{self, Stream};
@@ -291,11 +291,11 @@ enum End {
 
 /// Drains the outbox into FLV bytes, one vectored write per batch.
 async fn write_loop(conn: &Conn, stream: &Stream) {
-    let cfg = conn.core.config.clone();
     let mut timeline = Timeline::default();
+    let mut timer = WriterTimer::new();
     loop {
         let deadline = conn.player.borrow().as_ref().and_then(Player::deadline);
-        conn.outbox.ready_until(deadline).await;
+        timer.ready_until(&conn.outbox, deadline).await;
         let now = Instant::now();
         let items = conn.outbox.take();
         let mut bufs: Vec<Bytes> = Vec::with_capacity(3 * items.len() + 4);
@@ -371,13 +371,14 @@ async fn write_loop(conn: &Conn, stream: &Stream) {
             let n: usize = bufs.iter().map(Bytes::len).sum();
             conn.written.set(conn.written.get() + n as u64);
             conn.core.metrics.sent(conn.metric, n);
-            match timeout(cfg.slow_player_timeout, stream.writev_all(bufs)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
+            // A stalled write is given up by the core's watchdog (`slow_player_timeout`).
+            match conn.outbox.guard(stream.writev_all(bufs)).await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
                     conn.set_reason(format!("write: {e}"));
                     return;
                 }
-                Err(_) => {
+                None => {
                     conn.set_reason("slow player: write stalled");
                     return;
                 }

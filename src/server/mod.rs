@@ -295,6 +295,13 @@ async fn core_main(
                 m.cross_core_dropped
                     .absolute(core.hub.borrow().dropped_cross_core);
                 m.busy.set(crate::metrics::thread_cpu_time().as_secs_f64());
+                // The write watchdog: a write in flight for longer than the slow-player
+                // timeout means the peer stopped reading; its writer gives up on it.
+                let now = Instant::now();
+                let limit = core.config.slow_player_timeout;
+                for o in core.outboxes.borrow().iter().filter_map(Weak::upgrade) {
+                    o.stall_if_older(now, limit);
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         })

@@ -12,7 +12,7 @@ use tokio::time::timeout_at;
 use super::Core;
 use super::log::Escaped;
 use crate::hub::{
-    Ending, Frame, Item, Outbox, Player, PlayerEvent, PublishError, Waits, stream_key,
+    Ending, Frame, Item, Outbox, Player, PlayerEvent, PublishError, Waits, WriterTimer, stream_key,
 };
 use crate::metrics::{Proto, Role as MetricRole};
 use crate::relay::{VIA_PROPERTY, Via};
@@ -636,6 +636,8 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
 /// the session's pings and times a player's wait for a publisher.
 async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
     let cfg = conn.core.config.clone();
+    let mut timer = WriterTimer::new();
+    let mut items: Vec<Item> = Vec::new();
     loop {
         // A player waiting for a publisher, or for one to come back, has a deadline.
         let wait_deadline = match &*conn.role.borrow() {
@@ -651,7 +653,7 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        conn.outbox.ready_until(deadline).await;
+        timer.ready_until(&conn.outbox, deadline).await;
         let now = Instant::now();
         let mut bufs: Vec<Bytes> = Vec::new();
         if ping_deadline.is_some_and(|d| now >= d) {
@@ -670,7 +672,7 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
                 bufs.push(out.freeze());
             }
         }
-        let items = conn.outbox.take();
+        conn.outbox.take_into(&mut items);
         bufs.reserve(items.len() + 1);
         let mut close_after = false;
         // The play ended in this batch (duration 0): its frames after that are not sent.
@@ -684,7 +686,7 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
             Role::Player { stream_id, .. } => *stream_id,
             _ => 1,
         };
-        for item in items {
+        for item in items.drain(..) {
             match item {
                 Item::Control(b) => bufs.push(b),
                 Item::Frame(_) if play_over => {}
@@ -746,16 +748,16 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
             conn.written.set(conn.written.get() + n as u64);
             conn.core.metrics.sent(Proto::Rtmp, n);
             // A write that cannot finish within the slow-player timeout means the peer stopped
-            // reading (its socket buffers are full): close it even if no new frame arrives to
-            // trip the queue's own check.
-            match tokio::time::timeout(cfg.slow_player_timeout, stream.writev_all(bufs)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
+            // reading (its socket buffers are full): the core's watchdog gives up on it even
+            // if no new frame arrives to trip the queue's own check.
+            match conn.outbox.guard(stream.writev_all(bufs)).await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
                     conn.set_reason(format!("write: {e}"));
                     conn.outbox.close();
                     return;
                 }
-                Err(_) => {
+                None => {
                     conn.set_reason("slow player: write stalled");
                     conn.outbox.close();
                     return;
