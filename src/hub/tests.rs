@@ -765,7 +765,7 @@ fn a_write_the_watchdog_finds_stalled_is_given_up_and_others_finish() {
 }
 
 /// Polls `f` once: its output if it was ready.
-async fn futures_poll_once<F: std::future::Future + Unpin>(mut f: F) -> Option<F::Output> {
+async fn futures_poll_once<F: Future + Unpin>(mut f: F) -> Option<F::Output> {
     std::future::poll_fn(|cx| {
         std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
             std::task::Poll::Ready(v) => Some(v),
