@@ -79,6 +79,11 @@ pub struct Config {
     /// messages never wait. Default `50ms`.
     #[serde(with = "humantime")]
     pub write_coalesce: Duration,
+    /// A player's write goes before its `write_coalesce` turn once this many bytes are
+    /// queued (batched by bytes as well as by time: past ~32 KiB a write costs no less per
+    /// byte, so a high-bitrate stream need not wait the whole budget). 0: by time only.
+    /// Default 65536.
+    pub write_batch_bytes: usize,
     /// Player writes one core issues per second at most: when its players would need more
     /// (players / `write_coalesce` above this), the coalescing period stretches so each
     /// write carries more, instead of the core running out of CPU. 0: no cap. Default
@@ -258,6 +263,7 @@ impl Default for Config {
             player_queue_bytes: 8 << 20,
             slow_player_timeout: Duration::from_secs(10),
             write_coalesce: Duration::from_millis(50),
+            write_batch_bytes: 64 * 1024,
             max_write_rate: 100_000,
             max_connections_per_core: 20_000,
             max_connections_per_ip: 0,

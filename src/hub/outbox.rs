@@ -174,6 +174,8 @@ pub struct Outbox {
     slow_timeout: Duration,
     start_at_key: bool,
     coalesce: Cell<bool>,
+    /// Queued frame bytes that wake a coalescing writer before its tick.
+    batch_bytes: Cell<usize>,
     /// Which slot of the hub's coalescing wheel wakes this writer.
     phase: Cell<usize>,
 }
@@ -209,8 +211,16 @@ impl Outbox {
             slow_timeout,
             start_at_key,
             coalesce: Cell::new(coalesce),
+            batch_bytes: Cell::new(usize::MAX),
             phase: Cell::new(0),
         })
+    }
+
+    /// With coalescing, wakes the writer before the tick once this many bytes of frames are
+    /// queued (a write that size is already as cheap per byte as writes get), so a
+    /// high-bitrate stream is not held for the whole budget. `usize::MAX`: never.
+    pub fn set_batch_bytes(&self, n: usize) {
+        self.batch_bytes.set(n.max(1));
     }
 
     /// Sets the coalescing phase (the hub gives each player the next one in turn).
@@ -372,7 +382,7 @@ impl Outbox {
         }
         i.bytes += len;
         i.items.push_back(Item::Frame(f.clone()));
-        if self.coalesce.get() && !f.is_config() {
+        if self.coalesce.get() && !f.is_config() && i.bytes < self.batch_bytes.get() {
             return;
         }
         self.notify(i);

@@ -774,3 +774,42 @@ async fn futures_poll_once<F: Future + Unpin>(mut f: F) -> Option<F::Output> {
     })
     .await
 }
+
+#[test]
+fn a_coalescing_writer_is_woken_early_once_a_batch_is_queued() {
+    let now = Instant::now();
+    let o = Outbox::with_coalescing(1 << 20, Duration::from_secs(1), false, true);
+    o.set_batch_bytes(10_000);
+    o.push_event(PlayerEvent::Start);
+    o.take();
+    let _ = futures_now(o.ready());
+    let frame = |ts: u32| {
+        Frame::media(
+            MediaKind::Video,
+            ts,
+            Bytes::from(
+                vec![0x27, 1, 0, 0, 0]
+                    .into_iter()
+                    .chain([0u8; 4000])
+                    .collect::<Vec<u8>>(),
+            ),
+            60_000,
+        )
+    };
+    o.push_frame(&frame(0), now);
+    o.push_frame(&frame(33), now);
+    assert!(!o.is_woken(), "two frames wait for the tick");
+    o.push_frame(&frame(66), now);
+    assert!(o.is_woken(), "past 10,000 bytes the writer goes at once");
+}
+
+/// Runs `f` to its first pending point (to consume a wake-up).
+fn futures_now<F: Future>(f: F) -> Option<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        tokio::pin!(f);
+        futures_poll_once(f.as_mut()).await
+    })
+}

@@ -129,6 +129,9 @@ pub(crate) async fn play(
         !cfg.write_coalesce.is_zero(),
     );
     core.register(&outbox);
+    if cfg.write_batch_bytes > 0 {
+        outbox.set_batch_bytes(cfg.write_batch_bytes);
+    }
     outbox.set_tag(
         if metric == Proto::WsFlv {
             "ws_flv"

@@ -145,6 +145,9 @@ pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: 
         core: core.clone(),
     });
     core.register(&conn.outbox);
+    if cfg.write_batch_bytes > 0 {
+        conn.outbox.set_batch_bytes(cfg.write_batch_bytes);
+    }
     conn.outbox.set_tag("rtmp", peer.to_string());
     let stream = Rc::new(stream);
     let writer = {
