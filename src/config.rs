@@ -4,6 +4,7 @@
 //! `--cores`, `--io`, `--log`); flags override the file. Unknown keys and bad values are
 //! errors that name the key.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -143,6 +144,40 @@ pub struct Config {
     pub ping_timeout: Duration,
     /// Relaying between nodes: pulling from origins (an edge) and pushing upstream.
     pub relay: RelayConfig,
+    /// Who may publish and play: signed URLs, address rules, HTTP callbacks.
+    pub auth: AuthConfig,
+}
+
+/// The `[auth]` table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// A publish must carry `?sign=EXPIRES-HASH` (hex HMAC-SHA256 of `/APP/STREAM-EXPIRES`
+    /// under this secret; `ringcast sign` makes one). Default none: anyone may publish.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_secret: Option<String>,
+    /// The same for plays (RTMP, HTTP-FLV, WebSocket-FLV). Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub play_secret: Option<String>,
+    /// Networks that may publish (`10.0.0.0/8`, `2001:db8::/32`, an address); empty: any.
+    pub allow_publish: Vec<String>,
+    /// Networks that may not play; empty: none.
+    pub deny_play: Vec<String>,
+    /// Secrets of one app, over the defaults above: `[auth.app.NAME]`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub app: BTreeMap<String, AppAuth>,
+}
+
+/// `[auth.app.NAME]`: the secrets of one app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppAuth {
+    /// As `auth.publish_secret`, for this app.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_secret: Option<String>,
+    /// As `auth.play_secret`, for this app.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub play_secret: Option<String>,
 }
 
 /// How an edge orders the origins it may pull a stream from.
@@ -281,6 +316,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             ping_timeout: Duration::from_secs(30),
             relay: RelayConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -340,6 +376,12 @@ impl Config {
         }
         if self.gop_cache_max_bytes == 0 {
             return bad("gop_cache_max_bytes", "must be at least 1");
+        }
+        if let Err(e) = crate::auth::Policy::new(&self.auth) {
+            return Err(Error::Invalid {
+                key: e.key,
+                reason: e.reason,
+            });
         }
         let r = &self.relay;
         for (key, urls) in [("relay.origins", &r.origins), ("relay.push", &r.push)] {

@@ -20,6 +20,7 @@
 //!     data, audio, video, aggregate) over chunk-level messages.
 //!   - [`rtmp::session`]: the server and client state machines built on the above.
 //! - [`http`]: HTTP request heads and WebSocket framing, sans-IO, for the HTTP port.
+//! - [`auth`]: who may publish and play: signed URLs and address rules.
 //! - [`metrics`]: metric names and the Prometheus exporter, per-core handles.
 //! - [`relay`]: edge pull from origins, push upstream, failover, the relay drive loop over
 //!   the client session, and the locator and Redis registry clients.
@@ -32,6 +33,7 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod auth;
 pub mod config;
 pub mod flv;
 pub mod http;

@@ -37,6 +37,31 @@ struct Cli {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Print a signed URL (`?sign=EXPIRES-HASH`, see `auth.publish_secret`/`play_secret`).
+    Sign {
+        /// The secret (`auth.publish_secret`, `auth.play_secret` or an app's).
+        #[arg(long)]
+        secret: String,
+        /// The application.
+        #[arg(long)]
+        app: String,
+        /// The stream name.
+        #[arg(long)]
+        stream: String,
+        /// How long the URL stays valid (e.g. 30s, 1h, 7d is 168h).
+        #[arg(long, default_value = "1h", value_parser = ringcast::config::parse_duration)]
+        expires: std::time::Duration,
+        /// The URL up to the app: `rtmp://HOST:PORT` or `http://HOST:PORT` (HTTP-FLV gets
+        /// `.flv` after the stream).
+        #[arg(long, default_value = "rtmp://127.0.0.1:1935")]
+        base: String,
+    },
 }
 
 fn parse_io(s: &str) -> Result<IoMode, String> {
@@ -78,6 +103,21 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Sign {
+        secret,
+        app,
+        stream,
+        expires,
+        base,
+    }) = &cli.command
+    {
+        let until = ringcast::auth::unix_now() + expires.as_secs().max(1);
+        let sign = ringcast::auth::sign::sign(secret, app, stream, until);
+        let base = base.trim_end_matches('/');
+        let ext = if base.starts_with("http") { ".flv" } else { "" };
+        println!("{base}/{app}/{stream}{ext}?sign={sign}");
+        return Ok(());
+    }
     let config = load(&cli)?;
     if cli.print_config {
         print!("{}", config.to_toml());

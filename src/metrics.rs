@@ -154,9 +154,24 @@ pub const CLOSE_REASONS: [&str; 7] = [
     "closed",
 ];
 /// The `reason` labels of `ringcast_publish_refused_total`.
-pub const PUBLISH_REFUSALS: [&str; 3] = ["name_in_use", "busy", "relay_loop"];
+pub const PUBLISH_REFUSALS: [&str; 6] = [
+    "name_in_use",
+    "busy",
+    "relay_loop",
+    "auth_address",
+    "auth_signature",
+    "auth_hook",
+];
 /// The `reason` labels of `ringcast_play_refused_total`.
-pub const PLAY_REFUSALS: [&str; 4] = ["not_found", "busy", "not_live", "relay_loop"];
+pub const PLAY_REFUSALS: [&str; 7] = [
+    "not_found",
+    "busy",
+    "not_live",
+    "relay_loop",
+    "auth_address",
+    "auth_signature",
+    "auth_hook",
+];
 
 /// The per-stream part of the exposition (`metrics_streams`): for at most `n` of
 /// `streams`, those with the most players, their players by protocol, ingest bitrate and

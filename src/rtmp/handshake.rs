@@ -167,7 +167,7 @@ type HmacSha256 = Hmac<Sha256>;
 ///
 /// The key is brought to the SHA-256 block size here, as RFC 2104 says (hashed if longer,
 /// then zero-padded), so that the infallible fixed-size `KeyInit::new` can be used.
-fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; DIGEST_SIZE] {
+pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; DIGEST_SIZE] {
     let mut block = [0u8; 64];
     if key.len() > block.len() {
         let hashed: [u8; 32] = Sha256::digest(key).into();

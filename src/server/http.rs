@@ -98,6 +98,24 @@ async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, deadline: Insta
             .await
         }
         ("GET", Route::Flv(key)) => {
+            let (app, name) = crate::hub::split_key(&key);
+            let allowed = core.auth.check_play(
+                peer.ip(),
+                &app,
+                &name,
+                req.query.as_deref(),
+                crate::auth::unix_now(),
+            );
+            if let Err(why) = allowed {
+                let proto = if req.websocket_key().is_some() {
+                    crate::metrics::Proto::WsFlv
+                } else {
+                    crate::metrics::Proto::HttpFlv
+                };
+                core.metrics.play_refused(proto, why.label());
+                tracing::info!(%peer, stream = %Escaped(&key), "play refused: {why}");
+                return answer(&stream, 403, "Forbidden", &[]).await;
+            }
             let framing = match req.websocket_key() {
                 Some(k) => Framing::WebSocket {
                     accept: crate::http::websocket::accept_key(k.trim().as_bytes()),

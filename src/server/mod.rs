@@ -52,6 +52,8 @@ pub(crate) struct Core {
     pub(crate) io: Io,
     /// Streams this core pulls for the node (one pull task each).
     pub(crate) pulls: RefCell<std::collections::HashSet<String>>,
+    /// Who may publish and play (`[auth]`).
+    pub(crate) auth: crate::auth::Policy,
 }
 
 impl Core {
@@ -184,6 +186,7 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
         let config = config.clone();
         let hub_config = hub_config.clone();
         let peers = txs.clone();
+        let policy = crate::auth::Policy::new(&config.auth)?;
         let entries = (config.max_connections_per_core.min(8192) as u32 * 2)
             .next_power_of_two()
             .clamp(256, 16_384);
@@ -212,6 +215,7 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
                         metrics,
                         io,
                         pulls: RefCell::new(std::collections::HashSet::new()),
+                        auth: policy,
                     });
                     let r = runtime::block_on(io, entries, core_main(core, io, rtmp, http, rx));
                     if let Err(e) = r {

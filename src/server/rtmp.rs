@@ -442,9 +442,28 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             stream_id,
             app,
             stream,
+            query,
             ..
         } => {
             let key = stream_key(&app, &stream);
+            let allowed = conn.core.auth.check_publish(
+                conn.peer.ip(),
+                &app,
+                &stream,
+                query.as_deref(),
+                crate::auth::unix_now(),
+            );
+            if let Err(why) = allowed {
+                conn.core.metrics.publish_refused(why.label());
+                tracing::info!(peer = %conn.peer, stream = %Escaped(&key), "publish refused: {why}");
+                conn.session.borrow_mut().reject_publish(
+                    stream_id,
+                    status::PUBLISH_BAD_NAME,
+                    &format!("not allowed to publish {key}: {why}"),
+                );
+                conn.set_reason(format!("publish refused: {why}"));
+                return false;
+            }
             if conn.via.borrow().is_loop(node_id(&conn.core)) {
                 conn.core.metrics.publish_refused("relay_loop");
                 conn.session.borrow_mut().reject_publish(
@@ -539,9 +558,29 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             stream_id,
             app,
             stream,
+            query,
             duration,
             ..
         } => {
+            let allowed = conn.core.auth.check_play(
+                conn.peer.ip(),
+                &app,
+                &stream,
+                query.as_deref(),
+                crate::auth::unix_now(),
+            );
+            if let Err(why) = allowed {
+                let key = stream_key(&app, &stream);
+                conn.core.metrics.play_refused(Proto::Rtmp, why.label());
+                tracing::info!(peer = %conn.peer, stream = %Escaped(&key), "play refused: {why}");
+                conn.session.borrow_mut().reject_play_with(
+                    stream_id,
+                    status::PLAY_FAILED,
+                    &format!("not allowed to play {key}: {why}"),
+                );
+                conn.set_reason(format!("play refused: {why}"));
+                return false;
+            }
             if !matches!(*conn.role.borrow(), Role::Idle) || conn.core.shutting_down.get() {
                 conn.session.borrow_mut().reject_play_with(
                     stream_id,
