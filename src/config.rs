@@ -325,8 +325,9 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The TOML is malformed, has an unknown key, or a value of the wrong kind; the message
-    /// names the key.
-    #[error("{0}")]
+    /// names the key and shows the line. Transparent: the message is said once, not again
+    /// as its own cause.
+    #[error(transparent)]
     Toml(#[from] toml::de::Error),
     /// A value is out of range.
     #[error("`{key}`: {reason}")]

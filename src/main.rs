@@ -125,6 +125,8 @@ fn main() -> anyhow::Result<()> {
     }
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .with_context(|| format!("`log`: invalid level or filter {:?}", config.log))?;
+    // The filter sits behind a reload handle: SIGHUP may change `log`.
+    let (filter, log_level) = tracing_subscriber::reload::Layer::new(filter);
     // Cores never wait on stderr: lines go to a queue a logging thread writes out, and a
     // full queue drops lines rather than stalling a core. The guard flushes it at exit.
     // The queue's slots are allocated up front: 16 Ki lines (~0.5 MB) rather than the
@@ -134,22 +136,66 @@ fn main() -> anyhow::Result<()> {
         .lossy(true)
         .thread_name("log")
         .finish(std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(writer)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            )
+            .init();
+    }
 
-    let running = ringcast::server::start(&config)?;
-    wait_for_signal()?;
+    let mut running = ringcast::server::start(&config)?;
+    while wait_for_signal()? == Signal::Reload {
+        // Re-read the file (flags still win); a broken file changes nothing.
+        let new = match load(&cli) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("reload refused, configuration unchanged: {e:#}");
+                continue;
+            }
+        };
+        let filter = match tracing_subscriber::EnvFilter::try_new(&new.log) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!("reload refused: `log`: {e}; configuration unchanged");
+                continue;
+            }
+        };
+        if running.config().log != new.log {
+            let _ = log_level.reload(filter);
+        }
+        let fixed = running.reload(new);
+        if fixed.is_empty() {
+            tracing::info!("configuration reloaded");
+        } else {
+            tracing::warn!(
+                keys = %fixed.join(", "),
+                "configuration reloaded; these keys change only with a restart and keep their running values"
+            );
+        }
+    }
     tracing::info!("shutting down");
     running.shutdown();
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Blocks until SIGINT or SIGTERM.
-fn wait_for_signal() -> anyhow::Result<()> {
+/// What a signal asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Signal {
+    /// SIGINT or SIGTERM: drain and exit.
+    Stop,
+    /// SIGHUP: re-read the configuration file.
+    Reload,
+}
+
+/// Blocks until SIGINT, SIGTERM or SIGHUP.
+fn wait_for_signal() -> anyhow::Result<Signal> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -157,10 +203,11 @@ fn wait_for_signal() -> anyhow::Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        Ok(())
+        let mut hup = signal(SignalKind::hangup())?;
+        Ok(tokio::select! {
+            _ = term.recv() => Signal::Stop,
+            _ = int.recv() => Signal::Stop,
+            _ = hup.recv() => Signal::Reload,
+        })
     })
 }

@@ -163,6 +163,8 @@ pub enum CoreMsg {
         /// The stream key.
         key: String,
     },
+    /// A reloaded configuration (SIGHUP), for the core's new connections.
+    Reload(Arc<crate::config::Config>),
     /// Stop: tell players the stream ended and close.
     Shutdown,
 }
@@ -1068,6 +1070,8 @@ impl Hub {
                     }
                 }
             }
+            // The core takes it (see `server`); nothing for the hub.
+            CoreMsg::Reload(_) => {}
             CoreMsg::Shutdown => self.shutdown(),
         }
     }

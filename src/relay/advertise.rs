@@ -12,15 +12,15 @@ use crate::server::Core;
 /// The `rtmp://HOST:PORT` this node advertises: `advertise`, or (set at start) the
 /// address its RTMP listener bound.
 pub(crate) fn advertised(core: &Core) -> String {
-    match &core.config.relay.advertise {
+    match &core.config().relay.advertise {
         Some(a) => a.clone(),
-        None => format!("rtmp://{}", core.config.rtmp),
+        None => format!("rtmp://{}", core.config().rtmp),
     }
 }
 
 /// Keeps `key` (published here by publisher `id`) in the registry until it is unpublished.
 pub(crate) async fn run(core: Rc<Core>, key: String, id: u64) {
-    let relay = &core.config.relay;
+    let relay = &core.config().relay;
     let Some(registry) = relay
         .registry
         .as_deref()

@@ -47,7 +47,7 @@ pub(crate) async fn run(core: Rc<Core>, key: String, via: String) {
 
 async fn pull(core: &Rc<Core>, key: &str, via: &str, status: &Rc<RelayStatus>) {
     let (app, stream) = split_key(key);
-    let relay = core.config.relay.clone();
+    let relay = core.config().relay.clone();
     let node = relay.node_id.clone().unwrap_or_default();
     let chain = Via::parse(via).through(&node);
     // The pull's kick handle: the hub closes it to end the publish (DELETE, takeover).
@@ -230,7 +230,7 @@ async fn stream_from(
     kick: &Rc<Outbox>,
     status: &RelayStatus,
 ) -> Stop {
-    let chunk = core.config.chunk_size;
+    let chunk = core.config().chunk_size;
     let last_media = Rc::new(Cell::new(Instant::now()));
     publish_events(core, key, id, first, chunk);
     // The watchdog: it ends the connection (shutting the socket ends the read) when the
@@ -240,8 +240,8 @@ async fn stream_from(
         let (core, key, kick) = (core.clone(), key.to_owned(), kick.clone());
         let (verdict, last_media) = (verdict.clone(), last_media.clone());
         let stream = conn.stream.clone();
-        let linger = core.config.relay.idle_linger;
-        let silence = core.config.relay.media_timeout;
+        let linger = core.config().relay.idle_linger;
+        let silence = core.config().relay.media_timeout;
         crate::runtime::spawn(async move {
             let mut idle_since: Option<Instant> = None;
             loop {

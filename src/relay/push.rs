@@ -61,7 +61,7 @@ async fn push(
     status: &RelayStatus,
 ) {
     let (app, stream) = split_key(key);
-    let relay = core.config.relay.clone();
+    let relay = core.config().relay.clone();
     let (min, max) = relay.reconnect_backoff;
     let mut backoff = min;
     let mut failures = 0u32;
@@ -78,7 +78,7 @@ async fn push(
             &target.tc_url(&app_there),
             Intent::Publish(stream_there),
         );
-        cfg.chunk_size = core.config.chunk_size;
+        cfg.chunk_size = core.config().chunk_size;
         cfg.connect_extra = vec![(VIA_PROPERTY.into(), Value::from(chain))];
         let seed = super::stable_hash(&[key, "push", &attempt.to_string()]);
         match RelayConn::open(core.io, target, cfg, relay.connect_timeout, seed).await {
@@ -123,7 +123,7 @@ async fn forward(
     target: &RtmpUrl,
     status: &RelayStatus,
 ) -> End {
-    let cfg = &core.config;
+    let cfg = core.config();
     let outbox = Outbox::new(cfg.player_queue_bytes, cfg.slow_player_timeout, false);
     outbox.set_tag("relay_push", target.to_string());
     let waits = Waits {

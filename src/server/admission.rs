@@ -40,7 +40,7 @@ impl Drop for Slot {
 
 /// Takes a slot for a connection from `peer`, or says why not (logged, rate-limited).
 pub(crate) fn admit(core: &Rc<Core>, peer: SocketAddr, proto: &str) -> Option<Slot> {
-    let cfg = &core.config;
+    let cfg = core.config();
     if core.open.get() >= cfg.max_connections_per_core {
         if core.log_gate.allow() {
             tracing::warn!(%peer, proto, "refused: {} connections on this core", core.open.get());

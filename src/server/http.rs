@@ -35,7 +35,7 @@ async fn accept_loop(core: Rc<Core>, listener: Rc<Listener>) {
             drop(stream);
             continue;
         };
-        let deadline = Instant::now() + core.config.http_header_timeout;
+        let deadline = Instant::now() + core.config().http_header_timeout;
         let core = core.clone();
         runtime::spawn(async move {
             serve(core, stream, peer, deadline).await;
@@ -97,9 +97,12 @@ async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, deadline: Insta
             )
             .await
         }
+        ("GET", Route::Flv(_)) if core.shutting_down.get() => {
+            answer(&stream, 503, "Service Unavailable", &["Retry-After: 5"]).await
+        }
         ("GET", Route::Flv(key)) => {
             let (app, name) = crate::hub::split_key(&key);
-            let allowed = core.auth.check_play(
+            let allowed = core.auth().check_play(
                 peer.ip(),
                 &app,
                 &name,
@@ -141,7 +144,7 @@ async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, deadline: Insta
         }
         ("GET" | "HEAD", Route::Metrics) => {
             let mut body = crate::metrics::render(core.started);
-            let n = core.config.metrics_streams;
+            let n = core.config().metrics_streams;
             if n > 0 {
                 let streams = gather(&core, None).await;
                 body.push_str(&crate::metrics::render_streams(&streams, n));
@@ -182,7 +185,7 @@ async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, deadline: Insta
             }
         }
         ("GET" | "HEAD", Route::Page(key)) => {
-            let body = super::page::player(&core.config, &key);
+            let body = super::page::player(&core.config(), &key);
             html(&stream, &body, req.method == "HEAD").await;
         }
         (

@@ -121,7 +121,7 @@ pub(crate) async fn play(
     core.connections.set(core.connections.get() + 1);
     core.metrics.opened(metric);
     core.metrics.role(metric, None, Some(MetricRole::Player));
-    let cfg = &core.config;
+    let cfg = core.config();
     let outbox = Outbox::with_coalescing(
         cfg.player_queue_bytes,
         cfg.slow_player_timeout,

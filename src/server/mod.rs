@@ -28,7 +28,8 @@ const INBOX: usize = 8192;
 /// What every task on a core shares.
 pub(crate) struct Core {
     pub(crate) index: usize,
-    pub(crate) config: Config,
+    /// The configuration new connections take ([`Core::config`]); a reload replaces it.
+    config: RefCell<Rc<Config>>,
     pub(crate) hub: RefCell<Hub>,
     pub(crate) connections: Cell<usize>,
     pub(crate) next_conn: Cell<u64>,
@@ -52,11 +53,32 @@ pub(crate) struct Core {
     pub(crate) io: Io,
     /// Streams this core pulls for the node (one pull task each).
     pub(crate) pulls: RefCell<std::collections::HashSet<String>>,
-    /// Who may publish and play (`[auth]`).
-    pub(crate) auth: crate::auth::Policy,
+    /// Who may publish and play (`[auth]`); a reload replaces it.
+    auth: RefCell<Rc<crate::auth::Policy>>,
 }
 
 impl Core {
+    /// The configuration as of now: a connection takes it once, at its start, so a reload
+    /// (SIGHUP) applies to new connections.
+    pub(crate) fn config(&self) -> Rc<Config> {
+        self.config.borrow().clone()
+    }
+
+    /// The `[auth]` rules as of now.
+    pub(crate) fn auth(&self) -> Rc<crate::auth::Policy> {
+        self.auth.borrow().clone()
+    }
+
+    /// Takes a reloaded configuration for new connections (the caller kept the keys that
+    /// cannot change live as they were).
+    fn reload(&self, config: &Config) {
+        match crate::auth::Policy::new(&config.auth) {
+            Ok(p) => *self.auth.borrow_mut() = Rc::new(p),
+            Err(e) => tracing::warn!(core = self.index, "reload: {e}; auth unchanged"),
+        }
+        *self.config.borrow_mut() = Rc::new(config.clone());
+    }
+
     /// Records a connection's outbox (pruning those of closed connections now and then).
     pub(crate) fn register(&self, outbox: &Rc<Outbox>) {
         let mut v = self.outboxes.borrow_mut();
@@ -77,9 +99,78 @@ pub struct Running {
     pub io: Io,
     inboxes: Vec<mpsc::Sender<CoreMsg>>,
     threads: Vec<JoinHandle<()>>,
+    config: Config,
+}
+
+/// The keys a reload cannot change (they are set at start: listeners, threads, the hub's
+/// caches, the coalescing wheel, the metrics recorder, edge pulls).
+pub const FIXED_KEYS: &[&str] = &[
+    "rtmp",
+    "http",
+    "cores",
+    "io",
+    "gop_cache",
+    "gop_cache_max_bytes",
+    "gop_cache_max_duration",
+    "publish_conflict",
+    "write_coalesce",
+    "metrics",
+    "relay.pull",
+    "relay.node_id",
+];
+
+/// `new` with the keys of [`FIXED_KEYS`] put back as they are in `old`; the names of those
+/// that differed.
+pub fn keep_fixed(old: &Config, mut new: Config) -> (Config, Vec<&'static str>) {
+    let mut changed = Vec::new();
+    macro_rules! keep {
+        ($name:literal, $($f:ident).+) => {
+            if new.$($f).+ != old.$($f).+ {
+                changed.push($name);
+                new.$($f).+ = old.$($f).+.clone();
+            }
+        };
+    }
+    keep!("rtmp", rtmp);
+    keep!("http", http);
+    keep!("cores", cores);
+    keep!("io", io);
+    keep!("gop_cache", gop_cache);
+    keep!("gop_cache_max_bytes", gop_cache_max_bytes);
+    keep!("gop_cache_max_duration", gop_cache_max_duration);
+    keep!("publish_conflict", publish_conflict);
+    keep!("write_coalesce", write_coalesce);
+    keep!("metrics", metrics);
+    keep!("relay.pull", relay.pull);
+    if new.relay.node_id.is_some() && new.relay.node_id != old.relay.node_id {
+        changed.push("relay.node_id");
+    }
+    new.relay.node_id = old.relay.node_id.clone();
+    if new.relay.advertise.is_none() {
+        new.relay.advertise = old.relay.advertise.clone();
+    }
+    (new, changed)
 }
 
 impl Running {
+    /// Hands every core a reloaded configuration: new connections follow it. Keys of
+    /// [`FIXED_KEYS`] keep their running values (see [`keep_fixed`]); their names are
+    /// returned when the new file changed them.
+    pub fn reload(&mut self, config: Config) -> Vec<&'static str> {
+        let (config, fixed) = keep_fixed(&self.config, config);
+        let shared = std::sync::Arc::new(config.clone());
+        for tx in &self.inboxes {
+            let _ = tx.blocking_send(CoreMsg::Reload(shared.clone()));
+        }
+        self.config = config;
+        fixed
+    }
+
+    /// The configuration running now (node id and advertised address filled in).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Stops accepting, tells players their stream ended, flushes, and waits for every core
     /// to finish (at most the configured `shutdown_grace` plus a second).
     pub fn shutdown(self) {
@@ -201,7 +292,7 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
                     let core = Rc::new(Core {
                         index,
                         hub: RefCell::new(Hub::new(index, hub_config, peers)),
-                        config,
+                        config: RefCell::new(Rc::new(config)),
                         connections: Cell::new(0),
                         next_conn: Cell::new(0),
                         started: Instant::now(),
@@ -215,7 +306,7 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
                         metrics,
                         io,
                         pulls: RefCell::new(std::collections::HashSet::new()),
-                        auth: policy,
+                        auth: RefCell::new(Rc::new(policy)),
                     });
                     let r = runtime::block_on(io, entries, core_main(core, io, rtmp, http, rx));
                     if let Err(e) = r {
@@ -238,6 +329,7 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
         io,
         inboxes: txs,
         threads,
+        config: config.clone(),
     })
 }
 
@@ -262,15 +354,15 @@ async fn core_main(
             None
         }
     };
-    let ticker = (!core.config.write_coalesce.is_zero()).then(|| {
+    let ticker = (!core.config().write_coalesce.is_zero()).then(|| {
         let core = core.clone();
         runtime::spawn(async move {
-            let slots = coalesce_slots(core.config.write_coalesce) as u32;
+            let slots = coalesce_slots(core.config().write_coalesce) as u32;
             let mut next = Instant::now();
             loop {
                 let turn = coalesce_turn(
-                    core.config.write_coalesce,
-                    core.config.max_write_rate,
+                    core.config().write_coalesce,
+                    core.config().max_write_rate,
                     core.connections.get(),
                 );
                 next = (next + turn / slots).max(Instant::now());
@@ -289,7 +381,7 @@ async fn core_main(
             let mut tick = 0u64;
             loop {
                 tick += 1;
-                if core.index == 0 && core.config.metrics && tick % 5 == 0 {
+                if core.index == 0 && core.config().metrics && tick % 5 == 0 {
                     crate::metrics::handle().run_upkeep();
                 }
                 let (streams, bytes) = core.hub.borrow().stats();
@@ -302,7 +394,7 @@ async fn core_main(
                 // The write watchdog: a write in flight for longer than the slow-player
                 // timeout means the peer stopped reading; its writer gives up on it.
                 let now = Instant::now();
-                let limit = core.config.slow_player_timeout;
+                let limit = core.config().slow_player_timeout;
                 for o in core.outboxes.borrow().iter().filter_map(Weak::upgrade) {
                     o.stall_if_older(now, limit);
                 }
@@ -338,7 +430,7 @@ async fn core_main(
         })
     };
     // Pull requests (an edge): one pull task per stream this core pulls for the node.
-    let pulls = core.config.relay.pull.then(|| {
+    let pulls = core.config().relay.pull.then(|| {
         let core = core.clone();
         let ready = core.hub.borrow().pull_ready();
         runtime::spawn(async move {
@@ -358,15 +450,19 @@ async fn core_main(
         if matches!(msg, CoreMsg::Shutdown) {
             break;
         }
+        if let CoreMsg::Reload(config) = msg {
+            core.reload(&config);
+            continue;
+        }
         let now = Instant::now();
         core.hub.borrow_mut().handle(msg, now);
     }
     // Shutdown: stop accepting, tell players, let connections flush and close.
     core.shutting_down.set(true);
+    // RTMP stops accepting at once (its listener closes: new connects are refused); HTTP
+    // goes on answering through the drain, `/healthz` with 503, so a load balancer sees
+    // the node leave before its port closes.
     rtmp_accept.abort();
-    if let Some(h) = http_accept {
-        h.abort();
-    }
     core.hub.borrow_mut().shutdown();
     core.hub.borrow_mut().wake_all();
     // Connections that neither publish nor play have nothing to be told: close them.
@@ -375,9 +471,12 @@ async fn core_main(
             o.close();
         }
     }
-    let give_up = Instant::now() + core.config.shutdown_grace;
+    let give_up = Instant::now() + core.config().shutdown_grace;
     while core.connections.get() > 0 && Instant::now() < give_up {
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if let Some(h) = http_accept {
+        h.abort();
     }
     if let Some(t) = ticker {
         t.abort();

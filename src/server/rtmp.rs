@@ -108,7 +108,7 @@ pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: 
     if core.log_gate.allow() {
         tracing::info!(%peer, core = core.index, conn = id, "accepted");
     }
-    let cfg = &core.config;
+    let cfg = core.config();
     let session_cfg = ServerConfig {
         chunk_size: cfg.chunk_size,
         reader: ReaderConfig {
@@ -257,8 +257,8 @@ pub(crate) fn batch_written(
 /// How long this core's players wait for publishers.
 pub(crate) fn waits(core: &Core) -> Waits {
     Waits {
-        play: core.config.play_wait,
-        republish: core.config.republish_wait,
+        play: core.config().play_wait,
+        republish: core.config().republish_wait,
     }
 }
 
@@ -282,7 +282,7 @@ fn leave(conn: &Conn) {
 }
 
 async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
-    let cfg = &conn.core.config;
+    let cfg = conn.core.config();
     let handshake_deadline = conn.epoch + cfg.handshake_timeout;
     let mut inbuf = BytesMut::new();
     loop {
@@ -386,17 +386,17 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
 }
 
 /// This node's id in relay chains.
-fn node_id(core: &Core) -> &str {
-    core.config.relay.node_id.as_deref().unwrap_or_default()
+fn node_id(core: &Core) -> String {
+    core.config().relay.node_id.clone().unwrap_or_default()
 }
 
 /// A publish started here: push it upstream and advertise it in the registry, as the
 /// `[relay]` config says.
 fn start_relays(conn: &Conn, key: &str, id: u64) {
     let core = &conn.core;
-    let relay = &core.config.relay;
+    let relay = &core.config().relay;
     if !relay.push.is_empty() {
-        let chain = conn.via.borrow().through(node_id(core));
+        let chain = conn.via.borrow().through(&node_id(core));
         for target in crate::relay::push::targets(&relay.push, relay.push_mode, key) {
             runtime::spawn(crate::relay::push::run(
                 core.clone(),
@@ -446,7 +446,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             ..
         } => {
             let key = stream_key(&app, &stream);
-            let allowed = conn.core.auth.check_publish(
+            let allowed = conn.core.auth().check_publish(
                 conn.peer.ip(),
                 &app,
                 &stream,
@@ -464,7 +464,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                 conn.set_reason(format!("publish refused: {why}"));
                 return false;
             }
-            if conn.via.borrow().is_loop(node_id(&conn.core)) {
+            if conn.via.borrow().is_loop(&node_id(&conn.core)) {
                 conn.core.metrics.publish_refused("relay_loop");
                 conn.session.borrow_mut().reject_publish(
                     stream_id,
@@ -524,7 +524,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
         } => {
             conn.core.metrics.frame(2);
             if let Role::Publisher { key, id } = &*conn.role.borrow() {
-                let f = Frame::metadata(timestamp, body, conn.core.config.chunk_size);
+                let f = Frame::metadata(timestamp, body, conn.core.config().chunk_size);
                 conn.core.hub.borrow_mut().push(key, *id, f, now);
             }
         }
@@ -532,7 +532,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             timestamp, body, ..
         } => {
             if let Role::Publisher { key, id } = &*conn.role.borrow() {
-                let f = Frame::clear_metadata(timestamp, body, conn.core.config.chunk_size);
+                let f = Frame::clear_metadata(timestamp, body, conn.core.config().chunk_size);
                 conn.core.hub.borrow_mut().push(key, *id, f, now);
             }
         }
@@ -548,7 +548,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                     media.kind,
                     media.timestamp,
                     media.payload,
-                    conn.core.config.chunk_size,
+                    conn.core.config().chunk_size,
                 );
                 conn.core.hub.borrow_mut().push(key, *id, f, now);
             }
@@ -562,7 +562,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             duration,
             ..
         } => {
-            let allowed = conn.core.auth.check_play(
+            let allowed = conn.core.auth().check_play(
                 conn.peer.ip(),
                 &app,
                 &stream,
@@ -591,7 +591,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                 return true;
             }
             let key = stream_key(&app, &stream);
-            if conn.via.borrow().is_loop(node_id(&conn.core)) {
+            if conn.via.borrow().is_loop(&node_id(&conn.core)) {
                 conn.core.metrics.play_refused(Proto::Rtmp, "relay_loop");
                 conn.session.borrow_mut().reject_play(
                     stream_id,
@@ -677,7 +677,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
 /// Drains the outbox: one vectored write per batch; acts on player events in order; sends
 /// the session's pings and times a player's wait for a publisher.
 async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
-    let cfg = conn.core.config.clone();
+    let cfg = conn.core.config();
     let mut timer = WriterTimer::new();
     let mut items: Vec<Item> = Vec::new();
     loop {

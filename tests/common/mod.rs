@@ -176,6 +176,30 @@ impl Ringcast {
         format!("rtmp://{}/live/{name}", self.rtmp)
     }
 
+    /// Sends `signal` (`TERM`, `HUP` …) without waiting.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.proc.0.id().to_string();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} {pid}");
+    }
+
+    /// Waits (at most `limit`) for the process to exit; its status, or None if it did not.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let give_up = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.proc.0.try_wait().expect("wait") {
+                return Some(st);
+            }
+            if Instant::now() >= give_up {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// SIGTERM, then the exit status (bounded).
     pub fn terminate(mut self) -> ExitStatus {
         let pid = self.proc.0.id().to_string();
