@@ -149,7 +149,7 @@ pub struct Config {
 }
 
 /// The `[auth]` table.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// A publish must carry `?sign=EXPIRES-HASH` (hex HMAC-SHA256 of `/APP/STREAM-EXPIRES`
@@ -163,9 +163,45 @@ pub struct AuthConfig {
     pub allow_publish: Vec<String>,
     /// Networks that may not play; empty: none.
     pub deny_play: Vec<String>,
+    /// Asked before each publish (as nginx-rtmp's `on_publish`): an HTTP POST, form-encoded
+    /// (`call`, `addr`, `app`, `name`, `query`, `proto` and the URL's own query parameters);
+    /// a 2xx answer allows, anything else or no answer within `hook_timeout` refuses.
+    /// Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_publish: Option<String>,
+    /// The same before each play (RTMP, HTTP-FLV, WebSocket-FLV). Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_play: Option<String>,
+    /// Told when a publish or play ends (`call` = `publish_done` / `play_done`); its answer
+    /// is not waited for. Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_done: Option<String>,
+    /// How long a callback may take. Default `2s`.
+    #[serde(with = "humantime")]
+    pub hook_timeout: Duration,
+    /// Callbacks one core has in flight at most; past it a publish or play is refused
+    /// ("hook service busy") rather than queued without end. Default 64.
+    pub max_hooks_in_flight: usize,
     /// Secrets of one app, over the defaults above: `[auth.app.NAME]`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub app: BTreeMap<String, AppAuth>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            publish_secret: None,
+            play_secret: None,
+            allow_publish: Vec::new(),
+            deny_play: Vec::new(),
+            on_publish: None,
+            on_play: None,
+            on_done: None,
+            hook_timeout: Duration::from_secs(2),
+            max_hooks_in_flight: 64,
+            app: BTreeMap::new(),
+        }
+    }
 }
 
 /// `[auth.app.NAME]`: the secrets of one app.
@@ -383,6 +419,23 @@ impl Config {
                 key: e.key,
                 reason: e.reason,
             });
+        }
+        for (key, url) in [
+            ("auth.on_publish", &self.auth.on_publish),
+            ("auth.on_play", &self.auth.on_play),
+            ("auth.on_done", &self.auth.on_done),
+        ] {
+            if let Some(u) = url {
+                if let Err(e) = crate::relay::locator::Locator::parse(u) {
+                    return Err(Error::Invalid {
+                        key,
+                        reason: format!("{u:?}: {e}"),
+                    });
+                }
+            }
+        }
+        if self.auth.max_hooks_in_flight == 0 {
+            return bad("auth.max_hooks_in_flight", "must be at least 1");
         }
         let r = &self.relay;
         for (key, urls) in [("relay.origins", &r.origins), ("relay.push", &r.push)] {

@@ -187,3 +187,135 @@ fn a_bad_rule_is_a_config_error_that_names_its_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("auth.deny_play"), "{err}");
 }
+
+/// A callback service on a thread: allows names starting with `ok`, refuses the rest; the
+/// bodies it received.
+fn hook_service() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Head, then Content-Length bytes of body.
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&req).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break;
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&req).into_owned();
+            let body = text
+                .split_once("\r\n\r\n")
+                .map(|x| x.1.to_owned())
+                .unwrap_or_default();
+            let ok = body.split('&').any(|kv| kv.starts_with("name=ok"));
+            log.lock().expect("lock").push(body);
+            let status = if ok { "200 OK" } else { "403 Forbidden" };
+            let _ = s.write_all(
+                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn callbacks_allow_one_name_refuse_another_and_hear_when_it_ends() {
+    let (hook, seen) = hook_service();
+    let rc = server(
+        "hooks",
+        &format!(
+            "on_publish = \"http://{hook}/publish\"\non_play = \"http://{hook}/play\"\n\
+             on_done = \"http://{hook}/done\"\nhook_timeout = \"1s\""
+        ),
+    );
+    let codes = attempt(&rc, Intent::Publish("ok-cam?token=abc".into()));
+    assert!(
+        codes.iter().any(|c| c == status::PUBLISH_START),
+        "{codes:?}"
+    );
+    let codes = attempt(&rc, Intent::Publish("denied".into()));
+    assert!(
+        codes.iter().any(|c| c == status::PUBLISH_BAD_NAME),
+        "{codes:?}"
+    );
+    let codes = attempt(&rc, Intent::Play("denied".into()));
+    assert!(codes.iter().any(|c| c == status::PLAY_FAILED), "{codes:?}");
+    let (head, _) = http_request(rc.http, "GET", "/live/denied.flv");
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    // The allowed publisher went away when `attempt` dropped it: on_done hears it.
+    let give_up = Instant::now() + Duration::from_secs(5);
+    loop {
+        let bodies = seen.lock().expect("lock").clone();
+        if bodies
+            .iter()
+            .any(|b| b.contains("call=publish_done") && b.contains("name=ok-cam"))
+        {
+            let first = bodies
+                .iter()
+                .find(|b| b.contains("call=publish&"))
+                .expect("on_publish");
+            for field in [
+                "addr=127.0.0.1",
+                "app=live",
+                "name=ok-cam",
+                "query=token%3Dabc",
+                "proto=rtmp",
+                "token=abc",
+            ] {
+                assert!(first.contains(field), "{field} in {first}");
+            }
+            assert!(
+                bodies
+                    .iter()
+                    .any(|b| b.contains("call=play&") && b.contains("proto=http_flv")),
+                "{bodies:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < give_up, "no on_done: {bodies:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(refused_count(&rc, "ringcast_publish_refused_total", "auth_hook") >= 1.0);
+    assert!(refused_count(&rc, "ringcast_play_refused_total", "auth_hook") >= 2.0);
+
+    // The hook service is down: refused at once, with a reason that says so.
+    let dead = common::nginx::free_port();
+    let rc = server(
+        "hooks-down",
+        &format!("on_publish = \"http://127.0.0.1:{dead}/x\""),
+    );
+    let t0 = Instant::now();
+    let codes = attempt(&rc, Intent::Publish("ok-anything".into()));
+    assert!(
+        codes.iter().any(|c| c == status::PUBLISH_BAD_NAME),
+        "{codes:?}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    let line = rc.wait_log("publish refused", Duration::from_secs(2));
+    assert!(line.contains(&format!("127.0.0.1:{dead}")), "{line}");
+}

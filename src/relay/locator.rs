@@ -212,8 +212,41 @@ impl Locator {
         answer(response)
     }
 
+    /// POSTs `form` (`application/x-www-form-urlencoded`) to this URL (an auth callback):
+    /// the response's status, all bounded by `timeout`.
+    pub async fn post_form(
+        &self,
+        io: Io,
+        form: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<u16, LocateError> {
+        let body: Vec<String> = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+            .collect();
+        let body = body.join("&");
+        let request = format!(
+            "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ringcast/{}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            self.path,
+            self.host_header,
+            env!("CARGO_PKG_VERSION"),
+            body.len(),
+        );
+        let response = tokio::time::timeout(timeout, self.send(io, request.into_bytes()))
+            .await
+            .map_err(|_| LocateError::Timeout(timeout))??;
+        Ok(response.status)
+    }
+
     /// One request and its response, unbounded in time.
     async fn exchange(&self, io: Io, app: &str, stream: &str) -> Result<Response, LocateError> {
+        self.send(io, self.request(app, stream)).await
+    }
+
+    /// Sends `request` and reads the response, unbounded in time.
+    async fn send(&self, io: Io, request: Vec<u8>) -> Result<Response, LocateError> {
         let addr = resolve(&self.host_port)
             .await
             .map_err(LocateError::Resolve)?;
@@ -221,7 +254,7 @@ impl Locator {
             .await
             .map_err(|source| LocateError::Connect { addr, source })?;
         let result = async {
-            conn.write_all(Bytes::from(self.request(app, stream)))
+            conn.write_all(Bytes::from(request))
                 .await
                 .map_err(LocateError::Io)?;
             let mut buf = BytesMut::with_capacity(4096);

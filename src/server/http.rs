@@ -102,21 +102,29 @@ async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, deadline: Insta
         }
         ("GET", Route::Flv(key)) => {
             let (app, name) = crate::hub::split_key(&key);
-            let allowed = core.auth().check_play(
-                peer.ip(),
-                &app,
-                &name,
-                req.query.as_deref(),
-                crate::auth::unix_now(),
-            );
+            let (proto, label) = if req.websocket_key().is_some() {
+                (crate::metrics::Proto::WsFlv, "ws_flv")
+            } else {
+                (crate::metrics::Proto::HttpFlv, "http_flv")
+            };
+            let query = req.query.as_deref();
+            let call = |call| super::hooks::Call {
+                call,
+                addr: peer.ip(),
+                app: &app,
+                name: &name,
+                query,
+                proto: label,
+            };
+            let mut allowed =
+                core.auth()
+                    .check_play(peer.ip(), &app, &name, query, crate::auth::unix_now());
+            if allowed.is_ok() {
+                allowed = super::hooks::allow(&core, call("play")).await;
+            }
             if let Err(why) = allowed {
-                let proto = if req.websocket_key().is_some() {
-                    crate::metrics::Proto::WsFlv
-                } else {
-                    crate::metrics::Proto::HttpFlv
-                };
                 core.metrics.play_refused(proto, why.label());
-                tracing::info!(%peer, stream = %Escaped(&key), "play refused: {why}");
+                tracing::info!(%peer, stream = %Escaped(&key), "play refused: {}", Escaped(&why.to_string()));
                 return answer(&stream, 403, "Forbidden", &[]).await;
             }
             let framing = match req.websocket_key() {
@@ -126,7 +134,8 @@ async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, deadline: Insta
                 None if req.version == 0 => Framing::Close,
                 None => Framing::Chunked,
             };
-            http_flv::play(core, stream, peer, key, framing, leftover).await;
+            http_flv::play(core.clone(), stream, peer, key, framing, leftover).await;
+            super::hooks::done(&core, call("play_done"));
         }
         ("HEAD", Route::Flv(key)) => {
             if core.hub.borrow().is_live(&key) {

@@ -3,6 +3,7 @@
 //! talk only through bounded [`CoreMsg`] channels.
 
 mod admission;
+mod hooks;
 mod http;
 mod http_flv;
 mod log;
@@ -55,6 +56,8 @@ pub(crate) struct Core {
     pub(crate) pulls: RefCell<std::collections::HashSet<String>>,
     /// Who may publish and play (`[auth]`); a reload replaces it.
     auth: RefCell<Rc<crate::auth::Policy>>,
+    /// Auth callbacks this core has in flight.
+    pub(crate) hooks_in_flight: Cell<usize>,
 }
 
 impl Core {
@@ -307,6 +310,7 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
                         io,
                         pulls: RefCell::new(std::collections::HashSet::new()),
                         auth: RefCell::new(Rc::new(policy)),
+                        hooks_in_flight: Cell::new(0),
                     });
                     let r = runtime::block_on(io, entries, core_main(core, io, rtmp, http, rx));
                     if let Err(e) = r {

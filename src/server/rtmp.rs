@@ -9,8 +9,8 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use tokio::time::timeout_at;
 
-use super::Core;
 use super::log::Escaped;
+use super::{Core, hooks};
 use crate::hub::{
     Ending, Frame, Item, Outbox, Player, PlayerEvent, PublishError, Waits, WriterTimer, stream_key,
 };
@@ -269,15 +269,33 @@ fn leave(conn: &Conn) {
     let role = std::mem::replace(&mut *conn.role.borrow_mut(), Role::Idle);
     conn.core.metrics.role(Proto::Rtmp, role.metric(), None);
     let mut hub = conn.core.hub.borrow_mut();
-    match role {
+    let ended = match role {
         Role::Publisher { key, id } => {
             hub.unpublish(&key, id);
             if conn.core.log_gate.allow() {
                 tracing::info!(peer = %conn.peer, stream = %Escaped(&key), "unpublished");
             }
+            Some(("publish_done", key))
         }
-        Role::Player { player, .. } => player.leave(&mut hub),
-        Role::Idle => {}
+        Role::Player { player, .. } => {
+            let key = player.key().to_owned();
+            player.leave(&mut hub);
+            Some(("play_done", key))
+        }
+        Role::Idle => None,
+    };
+    drop(hub);
+    if let Some((call, key)) = ended {
+        let (app, name) = crate::hub::split_key(&key);
+        let call = hooks::Call {
+            call,
+            addr: conn.peer.ip(),
+            app: &app,
+            name: &name,
+            query: None,
+            proto: "rtmp",
+        };
+        hooks::done(&conn.core, call);
     }
 }
 
@@ -366,6 +384,12 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
         loop {
             let ev = conn.session.borrow_mut().poll_event();
             let Some(ev) = ev else { break };
+            // Who may publish or play: address rules, signatures, then the callback (the
+            // one wait here: this connection's reading pauses for its answer).
+            if !admit(conn, &ev).await {
+                conn.flush_session();
+                return;
+            }
             if !handle_event(conn, ev, now) {
                 conn.flush_session();
                 conn.core.hub.borrow_mut().flush();
@@ -383,6 +407,73 @@ async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
             return;
         }
     }
+}
+
+/// Checks a publish or play against `[auth]` (address rules and signatures, then the
+/// callback); a refused one is answered (`BadName`, `Play.Failed`), logged and counted, and
+/// the connection closes (false). Other events pass.
+async fn admit(conn: &Rc<Conn>, ev: &Event) -> bool {
+    let (publish, stream_id, app, stream, query) = match ev {
+        Event::PublishRequested {
+            stream_id,
+            app,
+            stream,
+            query,
+            ..
+        } => (true, *stream_id, app, stream, query.as_deref()),
+        Event::PlayRequested {
+            stream_id,
+            app,
+            stream,
+            query,
+            ..
+        } => (false, *stream_id, app, stream, query.as_deref()),
+        _ => return true,
+    };
+    let core = &conn.core;
+    let (addr, now) = (conn.peer.ip(), crate::auth::unix_now());
+    let policy = core.auth();
+    let mut verdict = if publish {
+        policy.check_publish(addr, app, stream, query, now)
+    } else {
+        policy.check_play(addr, app, stream, query, now)
+    };
+    if verdict.is_ok() {
+        let call = hooks::Call {
+            call: if publish { "publish" } else { "play" },
+            addr,
+            app,
+            name: stream,
+            query,
+            proto: "rtmp",
+        };
+        verdict = hooks::allow(core, call).await;
+    }
+    let Err(why) = verdict else {
+        return true;
+    };
+    let key = stream_key(app, stream);
+    let what = if publish { "publish" } else { "play" };
+    tracing::info!(peer = %conn.peer, stream = %Escaped(&key), "{what} refused: {}", Escaped(&why.to_string()));
+    let mut s = conn.session.borrow_mut();
+    if publish {
+        core.metrics.publish_refused(why.label());
+        s.reject_publish(
+            stream_id,
+            status::PUBLISH_BAD_NAME,
+            &format!("not allowed to publish {key}: {why}"),
+        );
+    } else {
+        core.metrics.play_refused(Proto::Rtmp, why.label());
+        s.reject_play_with(
+            stream_id,
+            status::PLAY_FAILED,
+            &format!("not allowed to play {key}: {why}"),
+        );
+    }
+    drop(s);
+    conn.set_reason(format!("{what} refused: {why}"));
+    false
 }
 
 /// This node's id in relay chains.
@@ -442,28 +533,9 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             stream_id,
             app,
             stream,
-            query,
             ..
         } => {
             let key = stream_key(&app, &stream);
-            let allowed = conn.core.auth().check_publish(
-                conn.peer.ip(),
-                &app,
-                &stream,
-                query.as_deref(),
-                crate::auth::unix_now(),
-            );
-            if let Err(why) = allowed {
-                conn.core.metrics.publish_refused(why.label());
-                tracing::info!(peer = %conn.peer, stream = %Escaped(&key), "publish refused: {why}");
-                conn.session.borrow_mut().reject_publish(
-                    stream_id,
-                    status::PUBLISH_BAD_NAME,
-                    &format!("not allowed to publish {key}: {why}"),
-                );
-                conn.set_reason(format!("publish refused: {why}"));
-                return false;
-            }
             if conn.via.borrow().is_loop(&node_id(&conn.core)) {
                 conn.core.metrics.publish_refused("relay_loop");
                 conn.session.borrow_mut().reject_publish(
@@ -558,29 +630,9 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             stream_id,
             app,
             stream,
-            query,
             duration,
             ..
         } => {
-            let allowed = conn.core.auth().check_play(
-                conn.peer.ip(),
-                &app,
-                &stream,
-                query.as_deref(),
-                crate::auth::unix_now(),
-            );
-            if let Err(why) = allowed {
-                let key = stream_key(&app, &stream);
-                conn.core.metrics.play_refused(Proto::Rtmp, why.label());
-                tracing::info!(peer = %conn.peer, stream = %Escaped(&key), "play refused: {why}");
-                conn.session.borrow_mut().reject_play_with(
-                    stream_id,
-                    status::PLAY_FAILED,
-                    &format!("not allowed to play {key}: {why}"),
-                );
-                conn.set_reason(format!("play refused: {why}"));
-                return false;
-            }
             if !matches!(*conn.role.borrow(), Role::Idle) || conn.core.shutting_down.get() {
                 conn.session.borrow_mut().reject_play_with(
                     stream_id,
