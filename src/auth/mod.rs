@@ -122,12 +122,7 @@ impl Policy {
         if !self.allow_publish.is_empty() && !self.allow_publish.iter().any(|c| c.contains(addr)) {
             return Err(Refusal::Address);
         }
-        match self.secrets(app).publish {
-            Some(secret) => {
-                sign::verify(&secret, app, stream, query, now).map_err(Refusal::Signature)
-            }
-            None => Ok(()),
-        }
+        signed(self.secrets(app).publish, app, stream, query, now)
     }
 
     /// May `addr` play `app/stream` with `query` at `now` (Unix seconds)?
@@ -142,12 +137,21 @@ impl Policy {
         if self.deny_play.iter().any(|c| c.contains(addr)) {
             return Err(Refusal::Address);
         }
-        match self.secrets(app).play {
-            Some(secret) => {
-                sign::verify(&secret, app, stream, query, now).map_err(Refusal::Signature)
-            }
-            None => Ok(()),
-        }
+        signed(self.secrets(app).play, app, stream, query, now)
+    }
+}
+
+/// With a secret, the URL's signature must hold; without one, anything goes.
+fn signed(
+    secret: Option<String>,
+    app: &str,
+    stream: &str,
+    query: Option<&str>,
+    now: u64,
+) -> Result<(), Refusal> {
+    match secret {
+        Some(secret) => sign::verify(&secret, app, stream, query, now).map_err(Refusal::Signature),
+        None => Ok(()),
     }
 }
 
