@@ -47,6 +47,10 @@ pub(crate) struct Sink {
     pub(crate) started: bool,
     tally: PlayerTally,
     pub(crate) last_media: Option<Instant>,
+    /// A silence over [`STALL`] ended, and whether it was a stall is not known yet: it was
+    /// not when the next stamped frame comes from a new publisher session (an HTTP-FLV or
+    /// WebSocket-FLV player hears of no StreamEOF between two publishers).
+    pending_stall: bool,
     first_key: bool,
     /// The publisher sessions of the frames received: sequence numbers are checked within
     /// one, so a player that plays across a publisher's leave and return does not count the
@@ -62,6 +66,14 @@ pub(crate) struct Sink {
     /// together they cover every frame.
     id: u64,
     verify_every: u64,
+}
+
+/// Counts a pending silence (see `Sink::pending_stall`) as a stall, or not.
+fn settle_stall(pending: &mut bool, tally: &mut PlayerTally, stats: &ThreadStats, stalled: bool) {
+    if std::mem::take(pending) && stalled {
+        tally.stalls += 1;
+        bump(&stats.live.stalls, 1);
+    }
 }
 
 /// How many ended publisher sessions a player remembers.
@@ -117,6 +129,7 @@ impl Sink {
             started: false,
             tally: PlayerTally::default(),
             last_media: None,
+            pending_stall: false,
             first_key: false,
             sessions: Sessions::default(),
             last_seq: None,
@@ -162,8 +175,7 @@ impl Sink {
         let now = Instant::now();
         if let Some(last) = self.last_media {
             if now.duration_since(last) > STALL {
-                self.tally.stalls += 1;
-                bump(&self.stats.live.stalls, 1);
+                self.pending_stall = true;
             }
         }
         self.last_media = Some(now);
@@ -200,8 +212,12 @@ impl Sink {
                     h.latency.saturating_record(lat.max(1));
                 }
                 match self.sessions.enter(s.session) {
-                    Entered::Same => {}
+                    Entered::Same => {
+                        settle_stall(&mut self.pending_stall, &mut self.tally, &self.stats, true)
+                    }
                     Entered::Switched => {
+                        // The silence was the wait for a new publisher, not a stall.
+                        settle_stall(&mut self.pending_stall, &mut self.tally, &self.stats, false);
                         self.tally.switches += 1;
                         self.last_seq = None;
                     }
@@ -232,6 +248,7 @@ impl Sink {
                 errors += 1;
             }
             Check::Unstamped => {
+                settle_stall(&mut self.pending_stall, &mut self.tally, &self.stats, true);
                 // A real encode: lateness against the stream's own clock.
                 let (t, ts) = *self.clock_base.get_or_insert((now, timestamp));
                 let media_ms = u64::from(timestamp.wrapping_sub(ts));
@@ -246,6 +263,7 @@ impl Sink {
     }
 
     fn finish(mut self, end: End) -> (bool, End, PlayerTally) {
+        settle_stall(&mut self.pending_stall, &mut self.tally, &self.stats, true);
         if let Some(last) = self.last_media {
             if self.started && last.elapsed() > STALL {
                 self.tally.stalls += 1;
@@ -506,5 +524,26 @@ mod tests {
         assert_eq!((s.tally.out_of_order, s.tally.switches), (2, 1));
         s.media(MediaKind::Video, 0, &frame(2, 12));
         assert_eq!(errors(&s), 3, "{:?}", s.tally);
+    }
+
+    #[test]
+    fn a_silence_before_a_new_publisher_is_no_stall_and_one_within_a_session_is() {
+        let mut s = sink();
+        let past = || Instant::now() - 2 * STALL;
+        s.media(MediaKind::Video, 0, &frame(1, 0));
+        // No StreamEOF (HTTP-FLV): a silence, then a new publisher's sequence header and
+        // first frame.
+        s.last_media = Some(past());
+        s.media(
+            MediaKind::Video,
+            0,
+            &Bytes::from_static(&[0x17, 0, 0, 0, 0]),
+        );
+        s.media(MediaKind::Video, 0, &frame(2, 0));
+        assert_eq!((s.tally.stalls, s.tally.switches), (0, 1));
+        // A silence within one publisher's session is a stall.
+        s.last_media = Some(past());
+        s.media(MediaKind::Video, 0, &frame(2, 1));
+        assert_eq!(s.tally.stalls, 1);
     }
 }
