@@ -1007,3 +1007,93 @@ NFT",
     drop(o1);
     drop(o2);
 }
+
+/// A TCP proxy on loopback to `upstream` whose connections can be cut without a FIN or RST
+/// (what a failed link or a lost NAT mapping does): after [`cut`], the connections open then
+/// carry nothing more either way and stay open; new ones work.
+fn cuttable_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::AtomicU64;
+    let l = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
+    let addr = l.local_addr().expect("addr");
+    let generation = Arc::new(AtomicU64::new(0));
+    let cuts = generation.clone();
+    std::thread::spawn(move || {
+        for down in l.incoming() {
+            let Ok(down) = down else { continue };
+            let Ok(up) = std::net::TcpStream::connect(upstream) else {
+                continue;
+            };
+            let born = cuts.load(Ordering::SeqCst);
+            for (mut from, mut to) in [
+                (
+                    down.try_clone().expect("clone"),
+                    up.try_clone().expect("clone"),
+                ),
+                (up, down),
+            ] {
+                let cuts = cuts.clone();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        if cuts.load(Ordering::SeqCst) > born {
+                            // Cut: swallow everything, close nothing.
+                            continue;
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    (addr, generation)
+}
+
+#[test]
+fn a_push_whose_link_is_cut_silently_reconnects_on_unanswered_pings() {
+    // The origin drops a publisher that sends nothing for 2 s (the cut push's old session).
+    let cfg = config_file("relay-cut-o", "cores = 2\nidle_timeout = \"2s\"\n");
+    let o = Ringcast::start(&["--config", cfg.to_str().expect("utf-8")]);
+    let (via, cut) = cuttable_proxy(o.rtmp);
+    let e = node(
+        "relay-cut-e",
+        "",
+        &format!("push = [\"rtmp://{via}\"]\nmedia_timeout = \"1s\""),
+    );
+    let name = "cut";
+    let publisher = Publisher::start(e.rtmp, name);
+    let mut players = vec![rtmp_player(o.rtmp, name)];
+    pump_until(
+        "the origin's player receiving",
+        Duration::from_secs(20),
+        &mut players,
+        &mut [],
+        |r, _| pictures_rtmp(&r[0]) >= 30,
+    );
+    let seen = players[0].events.len();
+    let t0 = Instant::now();
+    cut.fetch_add(1, Ordering::SeqCst);
+    let line = e.wait_log("push broke", Duration::from_secs(5));
+    assert!(line.contains("stopped answering pings"), "{line}");
+    eprintln!("push broke {:?} after the cut", t0.elapsed());
+    pump_until(
+        "pictures again after the cut",
+        Duration::from_secs(20),
+        &mut players,
+        &mut [],
+        |r, _| pictures_rtmp_since(&r[0], seen) >= 30,
+    );
+    eprintln!(
+        "the origin's player has pictures again {:?} after the cut",
+        t0.elapsed()
+    );
+    assert!(!players[0].closed, "the origin's player was disconnected");
+    let peer = publisher.stop();
+    assert!(!peer.closed, "the publisher was disconnected");
+    assert_eq!(peer.codes_since(0), vec![status::PUBLISH_START.to_owned()]);
+}

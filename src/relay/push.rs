@@ -14,7 +14,7 @@ use super::{RtmpUrl, VIA_PROPERTY};
 use crate::config::PushMode;
 use crate::hub::{Item, Outbox, Player, PlayerEvent, RelayStatus, Waits, split_key};
 use crate::rtmp::amf0::Value;
-use crate::rtmp::session::client::{ClientConfig, Intent};
+use crate::rtmp::session::client::{ClientConfig, Event, Intent};
 use crate::server::Core;
 
 /// The upstreams stream `key` is pushed to.
@@ -27,6 +27,55 @@ pub fn targets(push: &[String], mode: PushMode, key: &str) -> Vec<RtmpUrl> {
         .into_iter()
         .filter_map(|u| RtmpUrl::parse(u).ok())
         .collect()
+}
+
+/// How often a push pings its upstream.
+const PING_EVERY: Duration = Duration::from_millis(500);
+
+/// A push's pings to its upstream. An upstream that never answers one (not every server
+/// does) is judged by its writes alone; one that answered and then stops answering for
+/// `media_timeout` is gone.
+#[derive(Debug, Default)]
+struct Pings {
+    /// When the last ping went.
+    sent: std::cell::Cell<Option<Instant>>,
+    /// Since when a ping has waited for its answer.
+    waiting_since: std::cell::Cell<Option<Instant>>,
+    /// The upstream has answered a ping.
+    answers: std::cell::Cell<bool>,
+}
+
+impl Pings {
+    /// Whether a ping is due at `now` (it is then counted as sent).
+    fn due(&self, now: Instant) -> bool {
+        if self
+            .sent
+            .get()
+            .is_some_and(|t| now.duration_since(t) < PING_EVERY)
+        {
+            return false;
+        }
+        self.sent.set(Some(now));
+        if self.waiting_since.get().is_none() {
+            self.waiting_since.set(Some(now));
+        }
+        true
+    }
+
+    /// A ping was answered.
+    fn answered(&self) {
+        self.answers.set(true);
+        self.waiting_since.set(None);
+    }
+
+    /// Whether an upstream that answers pings has left one unanswered for `limit`.
+    fn dead(&self, now: Instant, limit: Duration) -> bool {
+        self.answers.get()
+            && self
+                .waiting_since
+                .get()
+                .is_some_and(|t| now.duration_since(t) >= limit)
+    }
 }
 
 /// How a push connection ended.
@@ -139,27 +188,44 @@ async fn forward(
         Instant::now(),
     );
     // The upstream's input (acknowledgements, pings, status) is read beside the writes;
-    // its end closes the queue, which ends the writer.
+    // its end closes the queue, which ends the writer. A cut link sends no FIN and the
+    // socket takes our bytes for a while: pings tell sooner.
+    let pinged = Rc::new(Pings::default());
     let reader = {
         let outbox = outbox.clone();
         let stream = conn.stream.clone();
         let client = conn.client.clone();
         let inbuf = std::mem::take(&mut conn.inbuf);
         let url = conn.url.clone();
+        let pinged = pinged.clone();
         crate::runtime::spawn(async move {
             let mut reading = RelayConn::reading(url, stream, client, inbuf);
-            while reading.read_events().await.is_ok() {}
+            while let Ok(events) = reading.read_events().await {
+                if events.iter().any(|e| matches!(e, Event::Pong { .. })) {
+                    pinged.answered();
+                }
+            }
             outbox.close();
         })
     };
     let stream_id = conn.client.borrow().stream_id();
     let chunk = cfg.chunk_size;
+    let silence = core.config().relay.media_timeout;
     let end = loop {
         outbox.ready_until(None).await;
+        let now = Instant::now();
+        if pinged.dead(now, silence) {
+            break End::Broken(format!(
+                "the upstream stopped answering pings (none for {silence:?})"
+            ));
+        }
         let items = outbox.take();
         let mut bufs: Vec<Bytes> = Vec::with_capacity(items.len() + 1);
         {
             let mut c = conn.client.borrow_mut();
+            if pinged.due(now) {
+                c.ping(conn.now_ms());
+            }
             if c.has_output() {
                 bufs.push(c.take_output().freeze());
             }
@@ -212,4 +278,42 @@ async fn forward(
     conn.stop();
     reader.abort();
     end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upstream_is_gone_only_once_it_answered_and_then_stopped() {
+        let p = Pings::default();
+        let t0 = Instant::now();
+        let s = |ms| t0 + Duration::from_millis(ms);
+        assert!(p.due(t0));
+        assert!(!p.due(s(100)), "not twice within PING_EVERY");
+        // Never answered: judged by its writes alone.
+        assert!(!p.dead(s(60_000), Duration::from_secs(1)));
+        p.answered();
+        assert!(p.due(s(600)));
+        assert!(!p.dead(s(1_500), Duration::from_secs(1)));
+        assert!(p.due(s(1_200)));
+        // The ping of 600 ms is still unanswered a second later.
+        assert!(p.dead(s(1_600), Duration::from_secs(1)));
+        p.answered();
+        assert!(!p.dead(s(5_000), Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn hash_pushes_to_one_upstream_and_all_to_every_one() {
+        let push: Vec<String> = ["rtmp://a:1935", "rtmp://b:1935", "rtmp://c"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let one = targets(&push, PushMode::Hash, "live/x");
+        assert_eq!(one.len(), 1);
+        assert_eq!(one, targets(&push, PushMode::Hash, "live/x"), "stable");
+        let all = targets(&push, PushMode::All, "live/x");
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[2].authority, "c:1935");
+    }
 }
