@@ -285,8 +285,9 @@ pub struct RelayConfig {
     #[serde(with = "humantime")]
     pub connect_timeout: Duration,
     /// A pull whose origin sends no media for this long is broken (an origin whose link was
-    /// cut sends no FIN): the edge reconnects, to the next origin if that one is gone.
-    /// Default `5s`.
+    /// cut sends no FIN): the edge reconnects, to the next origin if that one is gone. A push
+    /// whose upstream answered its pings and then leaves one unanswered this long reconnects
+    /// too. Default `5s`.
     #[serde(with = "humantime")]
     pub media_timeout: Duration,
     /// This node's name in the chain relayed connections carry (so that a stream is never
