@@ -872,10 +872,19 @@ impl Drop for Hosts {
 }
 
 /// A TCP proxy on `listen` to `upstream` that holds every byte for `delay` each way (this
-/// kernel has no netem). Runs until the process ends.
-fn delaying_proxy(listen: &str, upstream: SocketAddr, delay: Duration) -> SocketAddr {
+/// kernel has no netem), and whose connections can be cut without a FIN or RST (what a
+/// failed link or a lost NAT mapping does): after `cuts` is bumped, the connections open
+/// then carry nothing more either way and stay open; new ones work. Runs until the process
+/// ends.
+fn proxy(
+    listen: &str,
+    upstream: SocketAddr,
+    delay: Duration,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
     let l = TcpListener::bind(listen).expect("proxy bind");
     let addr = l.local_addr().expect("addr");
+    let cuts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let generation = cuts.clone();
     std::thread::spawn(move || {
         for down in l.incoming() {
             let Ok(down) = down else { continue };
@@ -883,6 +892,7 @@ fn delaying_proxy(listen: &str, upstream: SocketAddr, delay: Duration) -> Socket
             else {
                 continue;
             };
+            let born = generation.load(Ordering::SeqCst);
             for (mut from, mut to) in [
                 (
                     down.try_clone().expect("clone"),
@@ -891,13 +901,20 @@ fn delaying_proxy(listen: &str, upstream: SocketAddr, delay: Duration) -> Socket
                 (up, down),
             ] {
                 let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+                let generation = generation.clone();
                 std::thread::spawn(move || {
                     let mut buf = vec![0u8; 65536];
                     while let Ok(n) = from.read(&mut buf) {
-                        if n == 0
-                            || tx
-                                .send((Instant::now() + delay, buf[..n].to_vec()))
-                                .is_err()
+                        if n == 0 {
+                            break;
+                        }
+                        if generation.load(Ordering::SeqCst) > born {
+                            // Cut: swallow everything, close nothing.
+                            continue;
+                        }
+                        if tx
+                            .send((Instant::now() + delay, buf[..n].to_vec()))
+                            .is_err()
                         {
                             break;
                         }
@@ -912,12 +929,12 @@ fn delaying_proxy(listen: &str, upstream: SocketAddr, delay: Duration) -> Socket
                             break;
                         }
                     }
-                    let _ = to.shutdown(std::net::Shutdown::Both);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
                 });
             }
         }
     });
-    addr
+    (addr, cuts)
 }
 
 #[test]
@@ -959,8 +976,8 @@ NFT",
         &["--config", cfg],
     );
     let delay = Duration::from_millis(50);
-    let via1 = delaying_proxy("10.91.2.1:0", o1.rtmp, delay);
-    let via2 = delaying_proxy("10.91.2.1:0", o2.rtmp, delay);
+    let (via1, _) = proxy("10.91.2.1:0", o1.rtmp, delay);
+    let (via2, _) = proxy("10.91.2.1:0", o2.rtmp, delay);
     let edge_cfg = config_file(
         "relay-netns-edge",
         &format!(
@@ -1008,58 +1025,12 @@ NFT",
     drop(o2);
 }
 
-/// A TCP proxy on loopback to `upstream` whose connections can be cut without a FIN or RST
-/// (what a failed link or a lost NAT mapping does): after [`cut`], the connections open then
-/// carry nothing more either way and stay open; new ones work.
-fn cuttable_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
-    use std::sync::atomic::AtomicU64;
-    let l = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
-    let addr = l.local_addr().expect("addr");
-    let generation = Arc::new(AtomicU64::new(0));
-    let cuts = generation.clone();
-    std::thread::spawn(move || {
-        for down in l.incoming() {
-            let Ok(down) = down else { continue };
-            let Ok(up) = std::net::TcpStream::connect(upstream) else {
-                continue;
-            };
-            let born = cuts.load(Ordering::SeqCst);
-            for (mut from, mut to) in [
-                (
-                    down.try_clone().expect("clone"),
-                    up.try_clone().expect("clone"),
-                ),
-                (up, down),
-            ] {
-                let cuts = cuts.clone();
-                std::thread::spawn(move || {
-                    let mut buf = vec![0u8; 65536];
-                    while let Ok(n) = from.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        if cuts.load(Ordering::SeqCst) > born {
-                            // Cut: swallow everything, close nothing.
-                            continue;
-                        }
-                        if to.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = to.shutdown(std::net::Shutdown::Write);
-                });
-            }
-        }
-    });
-    (addr, generation)
-}
-
 #[test]
 fn a_push_whose_link_is_cut_silently_reconnects_on_unanswered_pings() {
     // The origin drops a publisher that sends nothing for 2 s (the cut push's old session).
     let cfg = config_file("relay-cut-o", "cores = 2\nidle_timeout = \"2s\"\n");
     let o = Ringcast::start(&["--config", cfg.to_str().expect("utf-8")]);
-    let (via, cut) = cuttable_proxy(o.rtmp);
+    let (via, cut) = proxy("127.0.0.1:0", o.rtmp, Duration::ZERO);
     let e = node(
         "relay-cut-e",
         "",

@@ -14,7 +14,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::session::{RelayConn, RelayError};
+use super::session::RelayConn;
 use super::{RtmpUrl, VIA_PROPERTY, Via};
 use crate::config::{Balance, RelayConfig};
 use crate::hub::{Frame, Outbox, PublishError, RelayStatus, split_key, stream_key};
@@ -286,16 +286,12 @@ async fn stream_from(
                     break Stop::Broken(e.to_string());
                 }
             }
-            Err(e) => break verdict.take().unwrap_or(Stop::Broken(stop_reason(&e))),
+            Err(e) => break verdict.take().unwrap_or(Stop::Broken(e.to_string())),
         }
     };
     watchdog.abort();
     conn.stop();
     stop
-}
-
-fn stop_reason(e: &RelayError) -> String {
-    e.to_string()
 }
 
 /// Hands the origin's media and metadata to the hub as the stream's publisher.

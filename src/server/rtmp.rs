@@ -59,6 +59,8 @@ impl Role {
 /// State the reader and the writer share (single-threaded; never borrowed across an await).
 struct Conn {
     core: Rc<Core>,
+    /// The configuration as the connection began (a reload applies to later connections).
+    config: Rc<crate::config::Config>,
     peer: SocketAddr,
     session: RefCell<Server>,
     outbox: Rc<Outbox>,
@@ -142,6 +144,7 @@ pub(crate) async fn serve(core: Rc<Core>, stream: Stream, peer: SocketAddr, id: 
         peer_gone: Cell::new(false),
         counted_drops: Cell::new(0),
         via: RefCell::new(Via::default()),
+        config: cfg.clone(),
         core: core.clone(),
     });
     core.register(&conn.outbox);
@@ -256,9 +259,10 @@ pub(crate) fn batch_written(
 
 /// How long this core's players wait for publishers.
 pub(crate) fn waits(core: &Core) -> Waits {
+    let cfg = core.config();
     Waits {
-        play: core.config().play_wait,
-        republish: core.config().republish_wait,
+        play: cfg.play_wait,
+        republish: cfg.republish_wait,
     }
 }
 
@@ -300,7 +304,7 @@ fn leave(conn: &Conn) {
 }
 
 async fn read_loop(conn: &Rc<Conn>, stream: &Stream) {
-    let cfg = conn.core.config();
+    let cfg = conn.config.clone();
     let handshake_deadline = conn.epoch + cfg.handshake_timeout;
     let mut inbuf = BytesMut::new();
     loop {
@@ -477,17 +481,17 @@ async fn admit(conn: &Rc<Conn>, ev: &Event) -> bool {
 }
 
 /// This node's id in relay chains.
-fn node_id(core: &Core) -> String {
-    core.config().relay.node_id.clone().unwrap_or_default()
+fn node_id(conn: &Conn) -> &str {
+    conn.config.relay.node_id.as_deref().unwrap_or_default()
 }
 
 /// A publish started here: push it upstream and advertise it in the registry, as the
 /// `[relay]` config says.
 fn start_relays(conn: &Conn, key: &str, id: u64) {
     let core = &conn.core;
-    let relay = &core.config().relay;
+    let relay = &conn.config.relay;
     if !relay.push.is_empty() {
-        let chain = conn.via.borrow().through(&node_id(core));
+        let chain = conn.via.borrow().through(node_id(conn));
         for target in crate::relay::push::targets(&relay.push, relay.push_mode, key) {
             runtime::spawn(crate::relay::push::run(
                 core.clone(),
@@ -536,7 +540,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             ..
         } => {
             let key = stream_key(&app, &stream);
-            if conn.via.borrow().is_loop(&node_id(&conn.core)) {
+            if conn.via.borrow().is_loop(node_id(conn)) {
                 conn.core.metrics.publish_refused("relay_loop");
                 conn.session.borrow_mut().reject_publish(
                     stream_id,
@@ -596,7 +600,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
         } => {
             conn.core.metrics.frame(2);
             if let Role::Publisher { key, id } = &*conn.role.borrow() {
-                let f = Frame::metadata(timestamp, body, conn.core.config().chunk_size);
+                let f = Frame::metadata(timestamp, body, conn.config.chunk_size);
                 conn.core.hub.borrow_mut().push(key, *id, f, now);
             }
         }
@@ -604,7 +608,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
             timestamp, body, ..
         } => {
             if let Role::Publisher { key, id } = &*conn.role.borrow() {
-                let f = Frame::clear_metadata(timestamp, body, conn.core.config().chunk_size);
+                let f = Frame::clear_metadata(timestamp, body, conn.config.chunk_size);
                 conn.core.hub.borrow_mut().push(key, *id, f, now);
             }
         }
@@ -620,7 +624,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                     media.kind,
                     media.timestamp,
                     media.payload,
-                    conn.core.config().chunk_size,
+                    conn.config.chunk_size,
                 );
                 conn.core.hub.borrow_mut().push(key, *id, f, now);
             }
@@ -643,7 +647,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
                 return true;
             }
             let key = stream_key(&app, &stream);
-            if conn.via.borrow().is_loop(&node_id(&conn.core)) {
+            if conn.via.borrow().is_loop(node_id(conn)) {
                 conn.core.metrics.play_refused(Proto::Rtmp, "relay_loop");
                 conn.session.borrow_mut().reject_play(
                     stream_id,
@@ -729,7 +733,7 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
 /// Drains the outbox: one vectored write per batch; acts on player events in order; sends
 /// the session's pings and times a player's wait for a publisher.
 async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
-    let cfg = conn.core.config();
+    let cfg = conn.config.clone();
     let mut timer = WriterTimer::new();
     let mut items: Vec<Item> = Vec::new();
     loop {
