@@ -276,11 +276,14 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
         pull: config.relay.pull,
     };
     let mut threads = Vec::with_capacity(cores);
+    // Cores still draining at shutdown (see `core_main`).
+    let all_draining = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(cores));
     for (index, ((rx, rtmp), http)) in rxs.into_iter().zip(rtmp).zip(http).enumerate() {
         let config = config.clone();
         let hub_config = hub_config.clone();
         let peers = txs.clone();
         let policy = crate::auth::Policy::new(&config.auth)?;
+        let draining = all_draining.clone();
         let entries = (config.max_connections_per_core.min(8192) as u32 * 2)
             .next_power_of_two()
             .clamp(256, 16_384);
@@ -312,7 +315,11 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
                         auth: RefCell::new(Rc::new(policy)),
                         hooks_in_flight: Cell::new(0),
                     });
-                    let r = runtime::block_on(io, entries, core_main(core, io, rtmp, http, rx));
+                    let r = runtime::block_on(
+                        io,
+                        entries,
+                        core_main(core, io, (rtmp, http), rx, draining),
+                    );
                     if let Err(e) = r {
                         tracing::error!(core = index, "core stopped: {e:#}");
                     }
@@ -340,9 +347,9 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
 async fn core_main(
     core: Rc<Core>,
     io: Io,
-    rtmp: std::net::TcpListener,
-    http: std::net::TcpListener,
+    (rtmp, http): (std::net::TcpListener, std::net::TcpListener),
     mut inbox: mpsc::Receiver<CoreMsg>,
+    draining: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let rtmp_accept = match Listener::from_std(io, rtmp) {
         Ok(l) => runtime::spawn(accept_rtmp(core.clone(), l)),
@@ -477,6 +484,14 @@ async fn core_main(
     }
     let give_up = Instant::now() + core.config().shutdown_grace;
     while core.connections.get() > 0 && Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // HTTP stays up until every core has drained: a core with nothing to drain must not
+    // close its share of the port (SO_REUSEPORT hands it new connections) while another
+    // is still draining and `/healthz` should say 503.
+    use std::sync::atomic::Ordering;
+    draining.fetch_sub(1, Ordering::AcqRel);
+    while draining.load(Ordering::Acquire) > 0 && Instant::now() < give_up {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     if let Some(h) = http_accept {
