@@ -181,7 +181,7 @@ pub async fn play_http(ctx: &Ctx, sink: &mut Sink) -> End {
             Ok(None) => {}
             Ok(Some(end)) | Err(end) => return end,
         }
-        if Instant::now() >= ctx.deadline {
+        if sink.at >= ctx.deadline {
             return End::Clean;
         }
     }

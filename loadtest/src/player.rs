@@ -1,5 +1,6 @@
 //! One simulated player: connects, plays, and measures what it receives.
 
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use ringcast::flv;
 use ringcast::rtmp::session::MediaKind;
 use ringcast::rtmp::session::client::{Client, ClientConfig, Event, Intent};
-use tokio::time::timeout_at;
+use tokio::time::{Sleep, timeout_at};
 
 use crate::report::{End, PlayerTally, ThreadStats, bump};
 use crate::stamp::{self, Check};
@@ -62,6 +63,12 @@ pub(crate) struct Sink {
     /// and timestamp, against which later frames' lateness is measured.
     clock_base: Option<(Instant, u32)>,
     stats: Arc<ThreadStats>,
+    /// When the last read returned, on the monotonic clock and on CLOCK_REALTIME (ns):
+    /// every message of one read arrived then, so one clock reading serves them all.
+    pub(crate) at: Instant,
+    at_ns: u64,
+    /// The player's patience: one timer for its whole life (see [`Patience`]).
+    patience: Patience,
     /// Hash the frames whose `(seq + id) % verify_every == 0`: players take turns, so
     /// together they cover every frame.
     id: u64,
@@ -120,12 +127,65 @@ impl Sessions {
     }
 }
 
+/// A wait bounded by a deadline that only moves later (the player's patience runs from its
+/// last frame): one timer for the player's whole life, moved only when it fires before the
+/// deadline it stands for now, instead of a timer registered and removed for every read
+/// (at 10,000 players, 200,000 reads a second).
+pub(crate) struct Patience {
+    /// When it first runs out; the timer is made at the first wait (on the runtime).
+    first: Instant,
+    sleep: Option<std::pin::Pin<Box<Sleep>>>,
+}
+
+impl Patience {
+    /// A patience that first runs out at `at`.
+    pub(crate) fn new(at: Instant) -> Patience {
+        Patience {
+            first: at,
+            sleep: None,
+        }
+    }
+
+    /// Runs `f` until it completes (`Some`), or until `deadline()`, asked each time the
+    /// timer fires, has passed (`None`). `deadline()` must never move earlier than where the
+    /// timer stands.
+    pub(crate) async fn within<F: Future>(
+        &mut self,
+        f: F,
+        deadline: impl Fn() -> Instant,
+    ) -> Option<F::Output> {
+        let first = self.first;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(first.into())));
+        tokio::pin!(f);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut f => return Some(out),
+                () = sleep.as_mut() => {
+                    let d = deadline();
+                    if Instant::now() >= d {
+                        return None;
+                    }
+                    sleep.as_mut().reset(d.into());
+                }
+            }
+        }
+    }
+}
+
 impl Sink {
     /// A new player's measurements, counted in `ctx.stats`.
     pub(crate) fn new(ctx: &Ctx, id: u64) -> Sink {
+        let t0 = Instant::now();
+        let t0_ns = stamp::realtime_ns();
         Sink {
-            t0: Instant::now(),
-            t0_ns: stamp::realtime_ns(),
+            t0,
+            t0_ns,
+            at: t0,
+            at_ns: t0_ns,
+            patience: Patience::new(read_deadline(ctx, false, t0, None)),
             started: false,
             tally: PlayerTally::default(),
             last_media: None,
@@ -166,13 +226,16 @@ impl Sink {
         self.last_media = None;
     }
 
+    /// A read brought `n` bytes, now.
     pub(crate) fn bytes(&mut self, n: usize) {
+        self.at = Instant::now();
+        self.at_ns = stamp::realtime_ns();
         self.tally.bytes += n as u64;
         bump(&self.stats.live.bytes, n as u64);
     }
 
     pub(crate) fn media(&mut self, kind: MediaKind, timestamp: u32, payload: &Bytes) {
-        let now = Instant::now();
+        let now = self.at;
         if let Some(last) = self.last_media {
             if now.duration_since(last) > STALL {
                 self.pending_stall = true;
@@ -208,7 +271,7 @@ impl Sink {
                 } else if s.send_ns >= self.t0_ns {
                     // Live frames only: a GOP cache replays frames sent before the player
                     // connected, and their age is the cache's, not the delivery latency.
-                    let lat = stamp::realtime_ns().saturating_sub(s.send_ns) / 1000;
+                    let lat = self.at_ns.saturating_sub(s.send_ns) / 1000;
                     h.latency.saturating_record(lat.max(1));
                 }
                 match self.sessions.enter(s.session) {
@@ -260,6 +323,19 @@ impl Sink {
         if errors > 0 {
             bump(&self.stats.live.errors, errors);
         }
+    }
+
+    /// Runs `f` within the player's patience and the run ([`read_deadline`]).
+    pub(crate) async fn wait<F: Future>(&mut self, ctx: &Ctx, f: F) -> Option<F::Output> {
+        let (started, t0, last) = (self.started, self.t0, self.last_media);
+        // `started` without media yet: patience runs from now (the timer stands earlier).
+        let from = Instant::now();
+        self.patience
+            .within(f, || match (started, last) {
+                (true, None) => (from + PATIENCE).min(ctx.deadline),
+                _ => read_deadline(ctx, started, t0, last),
+            })
+            .await
     }
 
     fn finish(mut self, end: End) -> (bool, End, PlayerTally) {
@@ -327,8 +403,7 @@ pub(crate) async fn read_some(
     buf: BytesMut,
     want: usize,
 ) -> Result<BytesMut, End> {
-    let until = read_deadline(ctx, sink.started, sink.t0, sink.last_media);
-    let Ok((res, buf)) = timeout_at(until.into(), stream.read_buf(buf, want)).await else {
+    let Some((res, buf)) = sink.wait(ctx, stream.read_buf(buf, want)).await else {
         return Err(if Instant::now() >= ctx.deadline && sink.started {
             End::Clean
         } else {
@@ -352,13 +427,12 @@ fn read_result(ctx: &Ctx, sink: &mut Sink, res: std::io::Result<usize>) -> Resul
 }
 
 /// Waits until the stream is readable (epoll), within the run and the player's patience.
-pub(crate) async fn readable(ctx: &Ctx, sink: &Sink, stream: &Stream) -> Result<(), End> {
-    let until = read_deadline(ctx, sink.started, sink.t0, sink.last_media);
-    match timeout_at(until.into(), stream.readable()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(io_end(&e)),
-        Err(_) if Instant::now() >= ctx.deadline && sink.started => Err(End::Clean),
-        Err(_) => Err(End::TimedOut),
+pub(crate) async fn readable(ctx: &Ctx, sink: &mut Sink, stream: &Stream) -> Result<(), End> {
+    match sink.wait(ctx, stream.readable()).await {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(io_end(&e)),
+        None if Instant::now() >= ctx.deadline && sink.started => Err(End::Clean),
+        None => Err(End::TimedOut),
     }
 }
 
@@ -403,7 +477,7 @@ pub(crate) fn read_shared<T: Default>(
 
 /// Hands received bytes to the player's RTMP client and what it decodes to the sink.
 pub(crate) fn parse(client: &mut Client, buf: &mut BytesMut, sink: &mut Sink) -> Result<(), End> {
-    let now_ms = sink.t0.elapsed().as_millis() as u64;
+    let now_ms = sink.at.duration_since(sink.t0).as_millis() as u64;
     if client.handle_input(buf, now_ms).is_err() {
         return Err(End::Error);
     }
@@ -458,7 +532,7 @@ async fn play_rtmp(ctx: &Ctx, id: u64, sink: &mut Sink) -> End {
         if let Err(end) = step {
             return end;
         }
-        if Instant::now() >= ctx.deadline {
+        if sink.at >= ctx.deadline {
             return if sink.started {
                 End::Clean
             } else {
@@ -545,5 +619,50 @@ mod tests {
         s.last_media = Some(past());
         s.media(MediaKind::Video, 0, &frame(2, 1));
         assert_eq!(s.tally.stalls, 1);
+    }
+
+    fn on_runtime<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    /// The timer fires at the first deadline; a deadline that moved later keeps the wait
+    /// going, and what is awaited still completes.
+    #[test]
+    fn patience_follows_a_deadline_that_moved_later() {
+        on_runtime(async {
+            let t0 = Instant::now();
+            let mut p = Patience::new(t0 + Duration::from_millis(10));
+            let work = tokio::time::sleep(Duration::from_millis(40));
+            let got = p.within(work, || t0 + Duration::from_secs(5)).await;
+            assert!(got.is_some(), "gave up at the first deadline");
+            assert!(t0.elapsed() >= Duration::from_millis(40));
+        });
+    }
+
+    /// Once the deadline it stands for has passed, the wait ends without the result, and a
+    /// later wait on the same patience ends at once.
+    #[test]
+    fn patience_runs_out_at_its_deadline() {
+        on_runtime(async {
+            let t0 = Instant::now();
+            let end = t0 + Duration::from_millis(30);
+            let mut p = Patience::new(t0 + Duration::from_millis(10));
+            let never = std::future::pending::<()>();
+            assert!(p.within(never, || end).await.is_none());
+            let waited = t0.elapsed();
+            assert!(waited >= Duration::from_millis(30), "{waited:?}");
+            assert!(waited < Duration::from_secs(2), "{waited:?}");
+            let again = Instant::now();
+            assert!(
+                p.within(std::future::pending::<()>(), || end)
+                    .await
+                    .is_none()
+            );
+            assert!(again.elapsed() < Duration::from_millis(500));
+        });
     }
 }
