@@ -416,6 +416,35 @@ fn a_silent_peer_is_closed_by_the_ping_timeout() {
     let _ = std::fs::remove_file(conf);
 }
 
+/// A ping due further ahead than the core's once-a-second scan looks (3 s > 2 s) arms no
+/// timer in the writer: the scan wakes it once the ping comes within reach. A silent peer
+/// is then pinged at ~3 s and closed when the ping goes unanswered for 1 s: not before
+/// 4 s, and not much after (were the scan's wake-up lost, it would never be pinged).
+#[test]
+fn a_ping_due_beyond_the_scan_horizon_is_sent_in_time() {
+    let conf = config_file(
+        "far-ping.toml",
+        "ping_interval = \"3s\"\nping_timeout = \"1s\"\nplay_wait = \"30s\"\n",
+    );
+    let rc = Ringcast::start(&["--cores", "1", "--config", conf.to_str().expect("path")]);
+    let mut p = Peer::connect(rc.rtmp, Intent::Play("nothing".into()));
+    until("the play", &mut [&mut p], |p| p[0].client.stream_id() > 0);
+    let started = Instant::now();
+    pump_for(Duration::from_millis(100), &mut [&mut p]);
+    rc.wait_log("ping timeout", Duration::from_secs(10));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(3900),
+        "closed after {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_millis(6500),
+        "closed after {waited:?}"
+    );
+    assert_eq!(rc.terminate().code(), Some(0));
+    let _ = std::fs::remove_file(conf);
+}
+
 /// Pumps `publisher` and `player` until the player has received a message with the body of
 /// `m`.
 fn until_received(publisher: &mut Peer, player: &mut Peer, what: &str, m: &Media) {

@@ -13,10 +13,11 @@ mod gop;
 mod outbox;
 mod player;
 mod report;
+mod signal;
 
 pub use frame::{FRAME_OVERHEAD, Frame};
 pub use gop::GopCache;
-pub use outbox::{Item, Outbox, PlayerEvent, Tag, WriterTimer};
+pub use outbox::{Item, Outbox, PlayerEvent, SCAN_HORIZON, Tag, WriterTimer};
 pub use player::{Ending, Player, Waits};
 pub use report::{PublisherReport, RelayReport, RelayStatus, StreamReport, merge};
 

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
 use super::Frame;
+use super::signal::Signal;
 use crate::rtmp::session::MediaKind;
 
 /// Something the connection's writer must act on in order with the bytes around it.
@@ -135,9 +135,18 @@ impl WriterTimer {
         }
     }
 
-    /// Waits until `outbox` is ready or `deadline` passes.
-    pub async fn ready_until(&mut self, outbox: &Outbox, deadline: Option<Instant>) {
-        let Some(d) = deadline else {
+    /// Waits until `outbox` is ready or `deadline` passes. A deadline further away than
+    /// [`SCAN_HORIZON`] (a ping due in 30 s) arms no timer: the core's once-a-second scan
+    /// ([`Outbox::wake_if_due`]) wakes the writer once it comes within the horizon, and the
+    /// writer then waits on this timer for the rest. A writer waits tens of times a second;
+    /// polling a timer on each wait was a measurable share of a core.
+    /// `now` is a recent reading of the clock (the writer's last), not one taken here.
+    pub async fn ready_until(&mut self, outbox: &Outbox, deadline: Option<Instant>, now: Instant) {
+        let near = deadline.filter(|d| d.saturating_duration_since(now) <= SCAN_HORIZON);
+        outbox
+            .wake_at
+            .set(if near.is_none() { deadline } else { None });
+        let Some(d) = near else {
             return outbox.ready().await;
         };
         if self.at != Some(d) {
@@ -151,6 +160,11 @@ impl WriterTimer {
     }
 }
 
+/// How far ahead the core's scan of its outboxes looks for writers' deadlines: it runs once a
+/// second, so a deadline first seen within this horizon is still ahead of it, and the woken
+/// writer waits for it on its own timer.
+pub const SCAN_HORIZON: Duration = Duration::from_secs(2);
+
 /// The send queue of one connection. The hub pushes into it; the connection's writer task
 /// drains it with one vectored write per batch.
 #[derive(Debug)]
@@ -160,16 +174,16 @@ pub struct Outbox {
     /// The chain of relay nodes the connection came through (empty: not relayed).
     via: RefCell<String>,
     inner: RefCell<Inner>,
-    ready: Notify,
-    closed: Notify,
+    ready: Signal,
+    closed: Signal,
     /// Signalled when the writer finished a write (control bytes left the queue).
-    written: Notify,
+    written: Signal,
     /// Since when the writer's current write has been in flight (see [`Outbox::guard`]).
     write_since: Cell<Option<Instant>>,
     /// The core's watchdog found the current write stalled.
     stalled: Cell<bool>,
     /// Woken when [`Outbox::stall`] gives up on the write in flight.
-    stall: Notify,
+    stall: Signal,
     max_bytes: usize,
     slow_timeout: Duration,
     start_at_key: bool,
@@ -178,6 +192,8 @@ pub struct Outbox {
     batch_bytes: Cell<usize>,
     /// Which slot of the hub's coalescing wheel wakes this writer.
     phase: Cell<usize>,
+    /// A deadline of the writer's beyond [`SCAN_HORIZON`]: the core's scan wakes it.
+    wake_at: Cell<Option<Instant>>,
 }
 
 impl Outbox {
@@ -201,18 +217,19 @@ impl Outbox {
             tag: RefCell::new(None),
             via: RefCell::new(String::new()),
             inner: RefCell::new(Inner::default()),
-            ready: Notify::new(),
-            closed: Notify::new(),
-            written: Notify::new(),
+            ready: Signal::new(),
+            closed: Signal::new(),
+            written: Signal::new(),
             write_since: Cell::new(None),
             stalled: Cell::new(false),
-            stall: Notify::new(),
+            stall: Signal::new(),
             max_bytes,
             slow_timeout,
             start_at_key,
             coalesce: Cell::new(coalesce),
             batch_bytes: Cell::new(usize::MAX),
             phase: Cell::new(0),
+            wake_at: Cell::new(None),
         })
     }
 
@@ -243,7 +260,7 @@ impl Outbox {
     fn notify(&self, mut i: std::cell::RefMut<'_, Inner>) {
         i.wake = true;
         drop(i);
-        self.ready.notify_one();
+        self.ready.notify();
     }
 
     /// Puts the outbox on a coalescing tick list once: true if the caller should keep it
@@ -493,7 +510,7 @@ impl Outbox {
             i.behind_since = None;
         }
         drop(i);
-        self.written.notify_waiters();
+        self.written.notify();
     }
 
     /// Waits until the writer has something to do now: bytes or events queued, frames (at
@@ -515,8 +532,9 @@ impl Outbox {
     /// it first: `None` then. One check a second per core replaces a timer per write (a
     /// timer armed and dropped for each of thousands of writes a second is a measurable
     /// share of a core).
-    pub async fn guard<T>(&self, write: impl Future<Output = T>) -> Option<T> {
-        self.write_since.set(Some(Instant::now()));
+    /// `since` is when the write starts (the writer's reading of the clock).
+    pub async fn guard<T>(&self, since: Instant, write: impl Future<Output = T>) -> Option<T> {
+        self.write_since.set(Some(since));
         let stalled = async {
             loop {
                 if self.stalled.get() {
@@ -539,7 +557,7 @@ impl Outbox {
         match self.write_since.get() {
             Some(t) if now.saturating_duration_since(t) >= limit && !self.stalled.get() => {
                 self.stalled.set(true);
-                self.stall.notify_waiters();
+                self.stall.notify();
                 true
             }
             _ => false,
@@ -556,6 +574,21 @@ impl Outbox {
                 }
             }
             None => self.ready().await,
+        }
+    }
+
+    /// The core's scan: wakes the writer when its far deadline ([`WriterTimer::ready_until`])
+    /// is within `horizon`; says whether it did. Frames waiting for a coalescing tick may go
+    /// with that write; the tick still comes.
+    pub fn wake_if_due(&self, horizon: Instant) -> bool {
+        match self.wake_at.get() {
+            Some(at) if at <= horizon => {
+                self.wake_at.set(None);
+                let i = self.inner.borrow_mut();
+                self.notify(i);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -580,9 +613,8 @@ impl Outbox {
         let mut i = self.inner.borrow_mut();
         i.closed = true;
         self.notify(i);
-        self.closed.notify_waiters();
-        self.closed.notify_one();
-        self.written.notify_waiters();
+        self.closed.notify();
+        self.written.notify();
     }
 
     /// Whether the outbox was closed.

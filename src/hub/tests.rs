@@ -748,10 +748,10 @@ fn a_write_the_watchdog_finds_stalled_is_given_up_and_others_finish() {
     rt.block_on(async {
         let o = Outbox::new(1 << 20, Duration::from_secs(1), false);
         // A write that finishes is not disturbed.
-        assert_eq!(o.guard(async { 7 }).await, Some(7));
+        assert_eq!(o.guard(Instant::now(), async { 7 }).await, Some(7));
         assert!(!o.stall_if_older(Instant::now() + Duration::from_secs(60), Duration::ZERO));
         // A write that never finishes: the watchdog gives up on it once it is old enough.
-        let stuck = o.guard(std::future::pending::<()>());
+        let stuck = o.guard(Instant::now(), std::future::pending::<()>());
         tokio::pin!(stuck);
         assert!(futures_poll_once(stuck.as_mut()).await.is_none());
         let now = Instant::now();

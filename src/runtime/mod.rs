@@ -209,6 +209,13 @@ impl Stream {
     /// Writes all of `bufs` with vectored writes: one syscall (or ring entry) for
     /// everything queued, more only when the kernel takes part of it.
     pub async fn writev_all(&self, mut bufs: Vec<Bytes>) -> io::Result<()> {
+        self.writev_from(&mut bufs).await
+    }
+
+    /// [`Stream::writev_all`] from a list the caller keeps: it is left empty (on an error,
+    /// with what was not written), its capacity kept for the next batch, so a writer
+    /// allocates no list per write.
+    pub async fn writev_from(&self, bufs: &mut Vec<Bytes>) -> io::Result<()> {
         bufs.retain(|b| !b.is_empty());
         while !bufs.is_empty() {
             let n = match self {
@@ -219,13 +226,14 @@ impl Stream {
                     } else {
                         Vec::new()
                     };
-                    let (res, mut back) = s.writev(bufs).await;
+                    let (res, mut back) = s.writev(std::mem::take(bufs)).await;
                     back.extend(rest);
-                    bufs = back;
+                    *bufs = back;
                     res?
                 }
+                // The write is tried first: a socket with room (nearly always) costs no
+                // readiness wait; only a full one waits to become writable.
                 Stream::Epoll(s) => loop {
-                    s.writable().await?;
                     let slices: Vec<io::IoSlice<'_>> = bufs
                         .iter()
                         .take(IOV_MAX)
@@ -233,7 +241,10 @@ impl Stream {
                         .collect();
                     match s.try_write_vectored(&slices) {
                         Ok(n) => break n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            drop(slices);
+                            s.writable().await?;
+                        }
                         Err(e) => return Err(e),
                     }
                 },
@@ -241,7 +252,7 @@ impl Stream {
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
-            advance(&mut bufs, n);
+            advance(bufs, n);
         }
         Ok(())
     }
@@ -265,6 +276,20 @@ impl Stream {
 
 /// The most buffers one vectored write may carry (Linux's `UIO_MAXIOV`).
 const IOV_MAX: usize = 1024;
+
+/// The most entries a writer's reused batch list keeps between batches: a live batch has a
+/// handful; the one that carried a GOP burst (hundreds) is let go rather than held for the
+/// connection's life by every player.
+const KEPT_ENTRIES: usize = 64;
+
+/// Empties `v`, keeping its allocation only if it is small ([`KEPT_ENTRIES`]).
+pub fn keep_small<T>(v: &mut Vec<T>) {
+    if v.capacity() > KEPT_ENTRIES {
+        *v = Vec::new();
+    } else {
+        v.clear();
+    }
+}
 
 /// Drops the first `n` bytes of `bufs`.
 fn advance(bufs: &mut Vec<Bytes>, mut n: usize) {

@@ -296,13 +296,18 @@ enum End {
 async fn write_loop(conn: &Conn, stream: &Stream) {
     let mut timeline = Timeline::default();
     let mut timer = WriterTimer::new();
+    // Kept across batches: once grown, a batch allocates no lists.
+    let (mut items, mut bufs, mut run) = (Vec::new(), Vec::new(), Vec::new());
+    // The writer's latest reading of the clock: two a batch (woken, written) serve all.
+    let mut last = Instant::now();
     loop {
         let deadline = conn.player.borrow().as_ref().and_then(Player::deadline);
-        timer.ready_until(&conn.outbox, deadline).await;
+        timer.ready_until(&conn.outbox, deadline, last).await;
         let now = Instant::now();
-        let items = conn.outbox.take();
-        let mut bufs: Vec<Bytes> = Vec::with_capacity(3 * items.len() + 4);
-        let mut run: Vec<Bytes> = Vec::new();
+        last = now;
+        items.clear();
+        bufs.clear();
+        conn.outbox.take_into(&mut items);
         let mut end = None;
         let mut oldest = None;
         for (i, item) in items.iter().enumerate() {
@@ -375,7 +380,7 @@ async fn write_loop(conn: &Conn, stream: &Stream) {
             conn.written.set(conn.written.get() + n as u64);
             conn.core.metrics.sent(conn.metric, n);
             // A stalled write is given up by the core's watchdog (`slow_player_timeout`).
-            match conn.outbox.guard(stream.writev_all(bufs)).await {
+            match conn.outbox.guard(now, stream.writev_from(&mut bufs)).await {
                 Some(Ok(())) => {}
                 Some(Err(e)) => {
                     conn.set_reason(format!("write: {e}"));
@@ -387,7 +392,9 @@ async fn write_loop(conn: &Conn, stream: &Stream) {
                 }
             }
             conn.outbox.drained();
-            batch_written(
+            runtime::keep_small(&mut bufs);
+            runtime::keep_small(&mut items);
+            last = batch_written(
                 &conn.core,
                 conn.player.borrow_mut().as_mut(),
                 oldest,

@@ -406,8 +406,12 @@ async fn core_main(
                 // timeout means the peer stopped reading; its writer gives up on it.
                 let now = Instant::now();
                 let limit = core.config().slow_player_timeout;
+                // And the writers' far deadlines (pings, players' waits): woken once within
+                // the horizon, they wait out the rest on their own timers.
+                let horizon = now + crate::hub::SCAN_HORIZON;
                 for o in core.outboxes.borrow().iter().filter_map(Weak::upgrade) {
                     o.stall_if_older(now, limit);
+                    o.wake_if_due(horizon);
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

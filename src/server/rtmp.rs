@@ -244,10 +244,10 @@ pub(crate) fn batch_written(
     oldest: Option<Instant>,
     dropped: u64,
     counted_drops: &Cell<u64>,
-) {
+) -> Instant {
     let m = &core.metrics;
+    let done = Instant::now();
     if let Some(received) = oldest {
-        let done = Instant::now();
         m.delivered(done.saturating_duration_since(received));
         if let Some(ttff) = player.and_then(|p| p.frames_sent(done)) {
             m.first_frame(ttff);
@@ -255,6 +255,7 @@ pub(crate) fn batch_written(
     }
     m.dropped(dropped.saturating_sub(counted_drops.get()));
     counted_drops.set(dropped);
+    done
 }
 
 /// How long this core's players wait for publishers.
@@ -735,7 +736,11 @@ fn handle_event(conn: &Rc<Conn>, ev: Event, now: Instant) -> bool {
 async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
     let cfg = conn.config.clone();
     let mut timer = WriterTimer::new();
+    // Kept across batches: once grown, a batch allocates no lists.
     let mut items: Vec<Item> = Vec::new();
+    let mut bufs: Vec<Bytes> = Vec::new();
+    // The writer's latest reading of the clock: two a batch (woken, written) serve all.
+    let mut last = Instant::now();
     loop {
         // A player waiting for a publisher, or for one to come back, has a deadline.
         let wait_deadline = match &*conn.role.borrow() {
@@ -751,9 +756,10 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        timer.ready_until(&conn.outbox, deadline).await;
+        timer.ready_until(&conn.outbox, deadline, last).await;
         let now = Instant::now();
-        let mut bufs: Vec<Bytes> = Vec::new();
+        last = now;
+        bufs.clear();
         if ping_deadline.is_some_and(|d| now >= d) {
             let mut s = conn.session.borrow_mut();
             if let Err(e) = s.handle_timeout(conn.now_ms(now)) {
@@ -848,7 +854,7 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
             // A write that cannot finish within the slow-player timeout means the peer stopped
             // reading (its socket buffers are full): the core's watchdog gives up on it even
             // if no new frame arrives to trip the queue's own check.
-            match conn.outbox.guard(stream.writev_all(bufs)).await {
+            match conn.outbox.guard(now, stream.writev_from(&mut bufs)).await {
                 Some(Ok(())) => {}
                 Some(Err(e)) => {
                     conn.set_reason(format!("write: {e}"));
@@ -862,13 +868,15 @@ async fn write_loop(conn: Rc<Conn>, stream: Rc<Stream>) {
                 }
             }
             conn.outbox.drained();
+            runtime::keep_small(&mut bufs);
+            runtime::keep_small(&mut items);
             let mut role = conn.role.borrow_mut();
             let player = match &mut *role {
                 Role::Player { player, .. } => Some(player),
                 _ => None,
             };
             let dropped = conn.outbox.dropped();
-            batch_written(&conn.core, player, oldest, dropped, &conn.counted_drops);
+            last = batch_written(&conn.core, player, oldest, dropped, &conn.counted_drops);
         }
         if close_after {
             conn.set_reason("closed by server");
