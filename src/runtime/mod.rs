@@ -280,7 +280,7 @@ const IOV_MAX: usize = 1024;
 /// The most entries a writer's reused batch list keeps between batches: a live batch has a
 /// handful; the one that carried a GOP burst (hundreds) is let go rather than held for the
 /// connection's life by every player.
-const KEPT_ENTRIES: usize = 64;
+const KEPT_ENTRIES: usize = 16;
 
 /// Empties `v`, keeping its allocation only if it is small ([`KEPT_ENTRIES`]).
 pub fn keep_small<T>(v: &mut Vec<T>) {
