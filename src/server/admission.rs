@@ -93,7 +93,9 @@ pub(crate) async fn accept(core: &Rc<Core>, listener: &Listener) -> (Stream, Soc
             Ok(accepted) => return accepted,
             Err(e) if out_of_fds(&e) => {
                 core.metrics.accept_error();
-                shed(core, listener).await;
+                if let Some(accepted) = shed(core, listener).await {
+                    return accepted;
+                }
             }
             Err(e) => {
                 core.metrics.accept_error();
@@ -106,8 +108,40 @@ pub(crate) async fn accept(core: &Rc<Core>, listener: &Listener) -> (Stream, Soc
     }
 }
 
-/// Closes one waiting connection with the reserve descriptor.
-async fn shed(core: &Rc<Core>, listener: &Listener) {
+/// How many waiting connections one accept loop takes in a row before it lets the core's
+/// other tasks run.
+const ACCEPT_BATCH: usize = 64;
+
+/// Accepts the next connection, and what else already waits in the backlog (up to
+/// [`ACCEPT_BATCH`], in this turn: see `Listener::try_accept`), admits each, and hands
+/// those admitted to `start`.
+pub(crate) async fn accept_batch(
+    core: &Rc<Core>,
+    listener: &Listener,
+    proto: &str,
+    mut start: impl FnMut(Stream, SocketAddr, Slot),
+) {
+    let mut next = Some(accept(core, listener).await);
+    let mut taken = 0;
+    while let Some((stream, peer)) = next.take() {
+        taken += 1;
+        // Not while a shed holds the freed reserve descriptor (it is for the connection
+        // that shed closes); an error here (out of descriptors) is met again by the next
+        // `accept`.
+        if taken < ACCEPT_BATCH && core.reserve.borrow().is_some() {
+            next = listener.try_accept().ok().flatten();
+        }
+        match admit(core, peer, proto) {
+            Some(slot) => start(stream, peer, slot),
+            None => drop(stream),
+        }
+    }
+}
+
+/// Closes one waiting connection with the reserve descriptor, or hands it back (`Some`) if
+/// descriptors are free again by the time it comes: a connection that arrives once the
+/// flood is over is served, not closed.
+async fn shed(core: &Rc<Core>, listener: &Listener) -> Option<(Stream, SocketAddr)> {
     core.shed.set(core.shed.get() + 1);
     if core.log_gate.allow() {
         tracing::warn!(
@@ -119,11 +153,20 @@ async fn shed(core: &Rc<Core>, listener: &Listener) {
     let Some(reserve) = core.reserve.borrow_mut().take() else {
         // Another accept on this core holds the reserve: wait instead of spinning.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        return;
+        return None;
     };
     drop(reserve);
-    if let Ok((stream, _)) = listener.accept().await {
-        drop(stream);
+    // An accept that waits: out of descriptors, io_uring fails an accept at once whether or
+    // not a connection waits, so taking only one that waits now would spin. (Meanwhile
+    // `accept_batch` takes nothing from the backlog: the freed descriptor is this one's.)
+    let accepted = listener.accept().await.ok();
+    // A descriptor for the reserve while the connection is held: there are enough again.
+    if let Some(again) = reserve_fd() {
+        *core.reserve.borrow_mut() = Some(again);
+        return accepted;
     }
+    // Still out: close the connection, and its descriptor becomes the reserve.
+    drop(accepted);
     *core.reserve.borrow_mut() = reserve_fd();
+    None
 }

@@ -30,17 +30,15 @@ pub(crate) async fn accept(core: Rc<Core>, listener: Listener) {
 
 async fn accept_loop(core: Rc<Core>, listener: Rc<Listener>) {
     loop {
-        let (stream, peer) = admission::accept(&core, &listener).await;
-        let Some(slot) = admission::admit(&core, peer, "http") else {
-            drop(stream);
-            continue;
-        };
-        let deadline = Instant::now() + core.config().http_header_timeout;
-        let core = core.clone();
-        runtime::spawn(async move {
-            serve(core, stream, peer, deadline).await;
-            drop(slot);
-        });
+        admission::accept_batch(&core, &listener, "http", |stream, peer, slot| {
+            let deadline = Instant::now() + core.config().http_header_timeout;
+            let core = core.clone();
+            runtime::spawn(async move {
+                serve(core, stream, peer, deadline).await;
+                drop(slot);
+            });
+        })
+        .await;
     }
 }
 

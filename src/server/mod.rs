@@ -547,18 +547,16 @@ where
 
 async fn accept_rtmp_loop(core: Rc<Core>, listener: Rc<Listener>) {
     loop {
-        let (stream, peer) = admission::accept(&core, &listener).await;
-        let Some(slot) = admission::admit(&core, peer, "rtmp") else {
-            drop(stream);
-            continue;
-        };
-        let id = core.next_conn.get();
-        core.next_conn.set(id + 1);
-        let core = core.clone();
-        runtime::spawn(async move {
-            rtmp::serve(core, stream, peer, id).await;
-            drop(slot);
-        });
+        admission::accept_batch(&core, &listener, "rtmp", |stream, peer, slot| {
+            let id = core.next_conn.get();
+            core.next_conn.set(id + 1);
+            let core = core.clone();
+            runtime::spawn(async move {
+                rtmp::serve(core, stream, peer, id).await;
+                drop(slot);
+            });
+        })
+        .await;
     }
 }
 
