@@ -23,9 +23,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
-/// `n` connected pairs: the writing ends, and a thread that reads everything that arrives
-/// on the other ends until `stop`.
-fn pairs(n: usize, stop: Arc<AtomicBool>) -> (Vec<TcpStream>, std::thread::JoinHandle<()>) {
+/// `n` connected loopback pairs: the writing ends (TCP_NODELAY) and the reading ends
+/// (non-blocking).
+fn connected(n: usize) -> (Vec<TcpStream>, Vec<TcpStream>) {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
     let mut writers = Vec::with_capacity(n);
@@ -38,6 +38,13 @@ fn pairs(n: usize, stop: Arc<AtomicBool>) -> (Vec<TcpStream>, std::thread::JoinH
         writers.push(w);
         readers.push(r);
     }
+    (writers, readers)
+}
+
+/// `n` connected pairs: the writing ends, and a thread that reads everything that arrives
+/// on the other ends until `stop`.
+fn pairs(n: usize, stop: Arc<AtomicBool>) -> (Vec<TcpStream>, std::thread::JoinHandle<()>) {
+    let (writers, mut readers) = connected(n);
     let drain = std::thread::spawn(move || {
         let mut buf = vec![0u8; 256 * 1024];
         while !stop.load(Ordering::Relaxed) {
@@ -63,18 +70,7 @@ fn pairs(n: usize, stop: Arc<AtomicBool>) -> (Vec<TcpStream>, std::thread::JoinH
 /// `n` connected pairs whose far ends are read by a thread that sleeps in epoll (a tokio
 /// current-thread runtime, a task per socket) until they close.
 fn sleeping_pairs(n: usize) -> (Vec<TcpStream>, std::thread::JoinHandle<()>) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    let mut writers = Vec::with_capacity(n);
-    let mut readers = Vec::with_capacity(n);
-    for _ in 0..n {
-        let w = TcpStream::connect(addr).expect("connect");
-        w.set_nodelay(true).expect("nodelay");
-        let (r, _) = l.accept().expect("accept");
-        r.set_nonblocking(true).expect("nonblocking");
-        writers.push(w);
-        readers.push(r);
-    }
+    let (writers, readers) = connected(n);
     let drain = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()

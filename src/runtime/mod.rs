@@ -441,6 +441,22 @@ mod tests {
         F: Fn(Io, Stream, Stream) -> Fut,
         Fut: Future<Output = ()>,
     {
+        on_each_listener(|io, l, addr| {
+            let test = &test;
+            async move {
+                let (accepted, connected) = tokio::join!(l.accept(), Stream::connect(io, addr));
+                test(io, accepted.expect("accept").0, connected.expect("connect")).await;
+            }
+        });
+    }
+
+    /// Runs `test` with a listener on a loopback port (and its address) on every backend
+    /// this machine has.
+    fn on_each_listener<F, Fut>(test: F)
+    where
+        F: Fn(Io, Listener, SocketAddr) -> Fut,
+        Fut: Future<Output = ()>,
+    {
         for io in [Io::Epoll, Io::Uring] {
             if io == Io::Uring && Io::detect("auto").ok() != Some(Io::Uring) {
                 continue;
@@ -451,8 +467,7 @@ mod tests {
             let addr = std_l.local_addr().expect("addr");
             block_on(io, 64, async {
                 let l = Listener::from_std(io, std_l).expect("listener");
-                let (accepted, connected) = tokio::join!(l.accept(), Stream::connect(io, addr));
-                test(io, accepted.expect("accept").0, connected.expect("connect")).await;
+                test(io, l, addr).await;
             })
             .expect("runtime");
         }
@@ -477,39 +492,28 @@ mod tests {
     /// stream; an empty backlog is `None`, not an error or a wait.
     #[test]
     fn try_accept_drains_the_backlog_without_waiting() {
-        for io in [Io::Epoll, Io::Uring] {
-            if io == Io::Uring && Io::detect("auto").ok() != Some(Io::Uring) {
-                continue;
+        on_each_listener(|io, l, addr| async move {
+            assert!(l.try_accept().expect("empty backlog").is_none(), "{io:?}");
+            // The kernel completes these handshakes itself: all five wait in the backlog
+            // once the first is accepted.
+            let mut clients = Vec::new();
+            for _ in 0..5 {
+                clients.push(Stream::connect(io, addr).await.expect("connect"));
             }
-            let std_l = reuseport_listeners("127.0.0.1:0".parse().expect("addr"), 1)
-                .expect("bind")
-                .remove(0);
-            let addr = std_l.local_addr().expect("addr");
-            block_on(io, 64, async {
-                let l = Listener::from_std(io, std_l).expect("listener");
-                assert!(l.try_accept().expect("empty backlog").is_none(), "{io:?}");
-                // The kernel completes these handshakes itself: all five wait in the
-                // backlog once the first is accepted.
-                let mut clients = Vec::new();
-                for _ in 0..5 {
-                    clients.push(Stream::connect(io, addr).await.expect("connect"));
-                }
-                let mut accepted = vec![l.accept().await.expect("accept").0];
-                while let Some((s, peer)) = l.try_accept().expect("try_accept") {
-                    assert!(peer.ip().is_loopback());
-                    accepted.push(s);
-                }
-                assert_eq!(accepted.len(), 5, "{io:?}");
-                // Each taken stream carries bytes both ways.
-                for (s, c) in accepted.iter().zip(&clients) {
-                    s.write_all(Bytes::from_static(b"hi")).await.expect("write");
-                    let (res, buf) = c.read(Vec::with_capacity(16)).await;
-                    assert_eq!(res.expect("read"), 2, "{io:?}");
-                    assert_eq!(&buf[..2], b"hi");
-                }
-            })
-            .expect("runtime");
-        }
+            let mut accepted = vec![l.accept().await.expect("accept").0];
+            while let Some((s, peer)) = l.try_accept().expect("try_accept") {
+                assert!(peer.ip().is_loopback());
+                accepted.push(s);
+            }
+            assert_eq!(accepted.len(), 5, "{io:?}");
+            // Each taken stream is its client's: it carries bytes to it.
+            for (s, c) in accepted.iter().zip(&clients) {
+                s.write_all(Bytes::from_static(b"hi")).await.expect("write");
+                let (res, buf) = c.read(Vec::with_capacity(16)).await;
+                assert_eq!(res.expect("read"), 2, "{io:?}");
+                assert_eq!(&buf[..2], b"hi");
+            }
+        });
     }
 
     /// tokio-uring and tokio move the same bytes through the same seam.
