@@ -527,7 +527,9 @@ fn a_push_survives_an_upstream_restart_and_the_publisher_never_notices() {
     drop(o);
     e.wait_log("push broke", Duration::from_secs(5));
     let o = {
-        let cfg = config_file("relay-push-o2", "cores = 2\n");
+        // Its player waits for the push however long the push's backoff makes it take
+        // (up to 5 s between tries, as long as the default play_wait).
+        let cfg = config_file("relay-push-o2", "cores = 2\nplay_wait = \"30s\"\n");
         Ringcast::start_at(&addr, &["--config", cfg.to_str().expect("utf-8")])
     };
     let mut players = vec![rtmp_player(o.rtmp, name)];
@@ -671,7 +673,7 @@ fn no_origin_means_not_found_at_once_and_loops_are_refused() {
     a.wait_log("pull: no origin has it", Duration::from_secs(5));
     // B's pull from A (chain a,b) is the one A refuses; B's line may reach its log after
     // A's, which it caused: wait for it rather than read B's log at once.
-    b.wait_log("relay loop", Duration::from_secs(5));
+    b.wait_logged("relay loop", Duration::from_secs(5));
 }
 
 #[test]

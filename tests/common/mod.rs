@@ -166,6 +166,20 @@ impl Ringcast {
         Duration::from_millis(ticks * 10)
     }
 
+    /// Waits until the log holds a line containing `needle`, wherever it is (the server
+    /// writes its log from a thread of its own, so a line can arrive after effects the test
+    /// saw sooner, such as a metric).
+    pub fn wait_logged(&self, needle: &str, timeout: Duration) {
+        let (m, c) = &*self.log;
+        let give_up = Instant::now() + timeout;
+        let mut s = m.lock().expect("log lock");
+        while !s.contains(needle) {
+            let left = give_up.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no log line with {needle:?} in:\n{s}");
+            s = c.wait_timeout(s, left).expect("log lock").0;
+        }
+    }
+
     /// The whole log so far.
     pub fn log(&self) -> String {
         self.log.0.lock().expect("log lock").clone()
