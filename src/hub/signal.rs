@@ -27,10 +27,12 @@ impl Signal {
     /// Wakes every task waiting now.
     pub fn notify(&self) {
         self.generation.set(self.generation.get().wrapping_add(1));
-        // Taken first: a woken waker may run code that waits again (not in this call, as
-        // wakers only schedule, but a waiter list borrowed across `wake` would forbid it).
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-        for w in waiters {
+        // One at a time, the list not borrowed across `wake`, and its allocation kept for
+        // the next wait (taking the list would free it and the next wait allocate anew).
+        loop {
+            let Some(w) = self.waiters.borrow_mut().pop() else {
+                break;
+            };
             w.wake();
         }
     }
