@@ -398,16 +398,23 @@ fn quiet_players_of_an_audio_only_stream_stay_past_every_timeout() {
     }
 }
 
+/// A one-core server with `config`, and a player of a stream nobody publishes that has
+/// completed its play (it is pumped no more than its caller does).
+fn silent_player(name: &str, config: &str) -> (Ringcast, Peer, std::path::PathBuf) {
+    let conf = config_file(name, config);
+    let rc = Ringcast::start(&["--cores", "1", "--config", conf.to_str().expect("path")]);
+    let mut p = Peer::connect(rc.rtmp, Intent::Play("nothing".into()));
+    until("the play", &mut [&mut p], |p| p[0].client.stream_id() > 0);
+    (rc, p, conf)
+}
+
 #[test]
 fn a_silent_peer_is_closed_by_the_ping_timeout() {
-    let conf = config_file(
+    // A player that completes the play, then never reads or answers again.
+    let (rc, mut p, conf) = silent_player(
         "silent.toml",
         "ping_interval = \"500ms\"\nping_timeout = \"1s\"\nplay_wait = \"30s\"\n",
     );
-    let rc = Ringcast::start(&["--cores", "1", "--config", conf.to_str().expect("path")]);
-    // A player that completes the play, then never reads or answers again.
-    let mut p = Peer::connect(rc.rtmp, Intent::Play("nothing".into()));
-    until("the play", &mut [&mut p], |p| p[0].client.stream_id() > 0);
     pump_for(Duration::from_millis(100), &mut [&mut p]);
     let started = Instant::now();
     rc.wait_log("ping timeout", Duration::from_secs(10));
@@ -422,13 +429,10 @@ fn a_silent_peer_is_closed_by_the_ping_timeout() {
 /// 4 s, and not much after (were the scan's wake-up lost, it would never be pinged).
 #[test]
 fn a_ping_due_beyond_the_scan_horizon_is_sent_in_time() {
-    let conf = config_file(
+    let (rc, mut p, conf) = silent_player(
         "far-ping.toml",
         "ping_interval = \"3s\"\nping_timeout = \"1s\"\nplay_wait = \"30s\"\n",
     );
-    let rc = Ringcast::start(&["--cores", "1", "--config", conf.to_str().expect("path")]);
-    let mut p = Peer::connect(rc.rtmp, Intent::Play("nothing".into()));
-    until("the play", &mut [&mut p], |p| p[0].client.stream_id() > 0);
     let started = Instant::now();
     pump_for(Duration::from_millis(100), &mut [&mut p]);
     rc.wait_log("ping timeout", Duration::from_secs(10));

@@ -7,7 +7,7 @@
 
 use plotters::prelude::*;
 
-use crate::report::{Report, Second};
+use crate::report::{Percentiles, Report, Second};
 
 /// Plot size, px.
 const W: u32 = 560;
@@ -131,6 +131,11 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// `p50 / p99 / max ms` of a distribution.
+fn p50_p99_max(p: &Percentiles) -> String {
+    format!("{} / {} / {} ms", opt(p.p50), opt(p.p99), opt(p.max))
+}
+
 fn opt(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1}"))
 }
@@ -150,24 +155,8 @@ fn summary(r: &Report) -> String {
             "delivered",
             format!("{:.1} Mbit/s over {:.1} s", r.mbit_per_s, r.duration_s),
         ),
-        (
-            "latency p50 / p99 / max",
-            format!(
-                "{} / {} / {} ms",
-                opt(r.latency_ms.p50),
-                opt(r.latency_ms.p99),
-                opt(r.latency_ms.max)
-            ),
-        ),
-        (
-            "TTFF p50 / p99 / max",
-            format!(
-                "{} / {} / {} ms",
-                opt(r.ttff_ms.p50),
-                opt(r.ttff_ms.p99),
-                opt(r.ttff_ms.max)
-            ),
-        ),
+        ("latency p50 / p99 / max", p50_p99_max(&r.latency_ms)),
+        ("TTFF p50 / p99 / max", p50_p99_max(&r.ttff_ms)),
         (
             "connect p50 / p99",
             format!("{} / {} ms", opt(r.connect_ms.p50), opt(r.connect_ms.p99)),

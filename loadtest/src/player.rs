@@ -185,7 +185,7 @@ impl Sink {
             t0_ns,
             at: t0,
             at_ns: t0_ns,
-            patience: Patience::new(read_deadline(ctx, false, t0, None)),
+            patience: Patience::new(read_deadline(ctx, false, t0, None, t0)),
             started: false,
             tally: PlayerTally::default(),
             last_media: None,
@@ -328,13 +328,10 @@ impl Sink {
     /// Runs `f` within the player's patience and the run ([`read_deadline`]).
     pub(crate) async fn wait<F: Future>(&mut self, ctx: &Ctx, f: F) -> Option<F::Output> {
         let (started, t0, last) = (self.started, self.t0, self.last_media);
-        // `started` without media yet: patience runs from now (the timer stands earlier).
+        // `started` without media yet: patience runs from this wait's start.
         let from = Instant::now();
         self.patience
-            .within(f, || match (started, last) {
-                (true, None) => (from + PATIENCE).min(ctx.deadline),
-                _ => read_deadline(ctx, started, t0, last),
-            })
+            .within(f, || read_deadline(ctx, started, t0, last, from))
             .await
     }
 
@@ -373,12 +370,19 @@ pub async fn play(ctx: Rc<Ctx>, id: u64) -> (bool, End, PlayerTally) {
     sink.finish(end)
 }
 
-/// The deadline for the next read: the end of the run, or the end of the player's patience.
-pub fn read_deadline(ctx: &Ctx, started: bool, t0: Instant, last: Option<Instant>) -> Instant {
+/// The deadline for the next read: the end of the run, or the end of the player's patience
+/// (from its last frame; from `now` once playing with no frame yet).
+pub fn read_deadline(
+    ctx: &Ctx,
+    started: bool,
+    t0: Instant,
+    last: Option<Instant>,
+    now: Instant,
+) -> Instant {
     let patience = match (started, last) {
         (_, Some(l)) => l + PATIENCE,
         (false, None) => t0 + PATIENCE,
-        (true, None) => Instant::now() + PATIENCE,
+        (true, None) => now + PATIENCE,
     };
     patience.min(ctx.deadline)
 }
